@@ -1,0 +1,188 @@
+"""Mona, the multi-cognitive visual adapter (Yin et al., arXiv 2311.15010).
+
+Faithful to the official code: per-channel scaled input filter
+``LN(x) * gamma + x * gammax``, down projection, depthwise multi-scale convs
+averaged plus identity, a 1x1 aggregation conv plus identity, GELU, dropout, up
+projection, and an own skip connection. Two per block, on the residual stream
+after the attention and after the MLP.
+
+The multi-scale conv stage is linear in its input, so ``mean_k(dw_k(y)) + y``
+is one depthwise conv whose kernel is the zero-padded mean of the kernels plus
+a centred identity, and ``y + conv1x1(y)`` is one 1x1 conv with weight
+``W + I``. ``fused=True`` (default) computes it that way; the combined kernels
+are built from ``conv1..3`` and ``projector`` at every call, so gradients
+reach those parameters exactly and checkpoints keep the reference layout.
+"""
+from typing import Dict, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model.weight_init import trunc_normal_
+
+from mmadapter.registry import ADAPTERS
+from .base import (AdapterConfigError, AdapterModule, AdapterSpec,
+                   build_activation, check_float, check_int, check_sites)
+
+
+class MonaOp(nn.Module):
+    """Depthwise multi-scale convs (averaged, plus identity), then a 1x1
+    aggregation conv plus identity, on (B, C, H, W)."""
+
+    def __init__(self, channels: int, kernel_sizes: Sequence[int] = (3, 5, 7),
+                 fused: bool = True):
+        super().__init__()
+        self.kernel_sizes = tuple(kernel_sizes)
+        self.fused = fused
+        for i, k in enumerate(self.kernel_sizes, start=1):
+            self.add_module(
+                f'conv{i}',
+                nn.Conv2d(channels, channels, k, padding=k // 2,
+                          groups=channels))
+        self.projector = nn.Conv2d(channels, channels, 1)
+
+    @property
+    def depthwise_convs(self):
+        return [getattr(self, f'conv{i}')
+                for i in range(1, len(self.kernel_sizes) + 1)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return self._fused_forward(x)
+        return self.reference_forward(x)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The structure of the official code, one conv at a time."""
+        convs = self.depthwise_convs
+        x = sum(conv(x) for conv in convs) / len(convs) + x
+        return x + self.projector(x)
+
+    def fused_weights(self) -> Tuple[torch.Tensor, ...]:
+        """(depthwise kernel, bias, 1x1 weight, bias) of the fused form."""
+        convs = self.depthwise_convs
+        k_max = max(self.kernel_sizes)
+        kernel = 0
+        for conv in convs:
+            pad = (k_max - conv.kernel_size[0]) // 2
+            kernel = kernel + F.pad(conv.weight, (pad, pad, pad, pad))
+        kernel = kernel / len(convs)
+        identity = torch.zeros_like(kernel)
+        identity[:, :, k_max // 2, k_max // 2] = 1
+        dw_bias = sum(conv.bias for conv in convs) / len(convs)
+        channels = self.projector.weight.shape[0]
+        eye = torch.eye(channels, dtype=kernel.dtype, device=kernel.device)
+        pw_weight = self.projector.weight + eye.view(channels, channels, 1, 1)
+        return kernel + identity, dw_bias, pw_weight, self.projector.bias
+
+    def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        dw_w, dw_b, pw_w, pw_b = self.fused_weights()
+        x = F.conv2d(x, dw_w, dw_b, padding=max(self.kernel_sizes) // 2,
+                     groups=x.shape[1])
+        return F.conv2d(x, pw_w, pw_b)
+
+    def reset_parameters(self) -> None:
+        for conv in self.depthwise_convs + [self.projector]:
+            conv.reset_parameters()
+
+
+class MonaModule(AdapterModule):
+    """One Mona on (B, N, C) tokens of a (H, W) patch grid.
+
+    Non-patch tokens (the first ``N - H * W``, e.g. a ViT class token) take
+    the same token-wise path (scaled filter, projections, activation) but skip
+    the spatial convs, which are defined on the patch grid only.
+    """
+
+    def __init__(self, embed_dims: int, bottleneck: int = 64,
+                 dropout: float = 0.1, kernel_sizes=(3, 5, 7),
+                 scaled_norm: bool = True, activation: str = 'gelu',
+                 fused: bool = True):
+        super().__init__()
+        self.scaled_norm = scaled_norm
+        if scaled_norm:
+            self.norm = nn.LayerNorm(embed_dims)
+            self.gamma = nn.Parameter(torch.empty(embed_dims))
+            self.gammax = nn.Parameter(torch.empty(embed_dims))
+        self.down_proj = nn.Linear(embed_dims, bottleneck)
+        self.mona_op = MonaOp(bottleneck, kernel_sizes, fused=fused)
+        self.act = build_activation('Mona', activation)
+        self.dropout = nn.Dropout(dropout)
+        self.up_proj = nn.Linear(bottleneck, embed_dims)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.scaled_norm:
+            self.norm.reset_parameters()
+            nn.init.constant_(self.gamma, 1e-6)
+            nn.init.ones_(self.gammax)
+        for proj in (self.down_proj, self.up_proj):
+            trunc_normal_(proj.weight, std=0.02)
+            nn.init.zeros_(proj.bias)
+        self.mona_op.reset_parameters()
+
+    def forward(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
+        identity = x
+        if self.scaled_norm:
+            x = self.norm(x) * self.gamma + x * self.gammax
+        h = self.down_proj(x)
+        B, N, C = h.shape
+        H, W = hw_shape
+        num_extra = N - H * W
+        if num_extra < 0:
+            raise ValueError(
+                f'Mona got {N} tokens for a {H}x{W} patch grid; it needs at '
+                f'least H * W = {H * W}.')
+        patches = h[:, num_extra:].transpose(1, 2).reshape(B, C, H, W)
+        patches = self.mona_op(patches).flatten(2).transpose(1, 2)
+        h = torch.cat([h[:, :num_extra], patches], dim=1) \
+            if num_extra else patches
+        h = self.dropout(self.act(h))
+        return identity + self.up_proj(h)
+
+
+@ADAPTERS.register_module()
+class Mona(AdapterSpec):
+    """Mona adapter config.
+
+    Args:
+        bottleneck: width of the down projection (64 in the paper).
+        dropout: dropout after the activation (0.1 in the official code).
+        kernel_sizes: depthwise kernel sizes, averaged ((3, 5, 7); odd sizes).
+        scaled_norm: use the scaled LayerNorm input filter (the ablation
+            "without the scaled LayerNorm" sets False).
+        activation: 'gelu' (official), 'relu' or 'silu'.
+        sites: where the Mona modules go; the paper puts one after the
+            attention residual and one after the MLP residual.
+        fused: compute the conv stage as one depthwise and one 1x1 conv
+            (same values and gradients, faster).
+    """
+
+    def __init__(self, bottleneck: int = 64, dropout: float = 0.1,
+                 kernel_sizes: Sequence[int] = (3, 5, 7),
+                 scaled_norm: bool = True, activation: str = 'gelu',
+                 sites: Sequence[str] = ('post_attn', 'post_ffn'),
+                 fused: bool = True):
+        self.bottleneck = check_int('Mona', 'bottleneck', bottleneck)
+        self.dropout = check_float('Mona', 'dropout', dropout, 0.0, 1.0,
+                                   high_inclusive=False)
+        if not isinstance(kernel_sizes, (list, tuple)) or not kernel_sizes \
+                or any(isinstance(k, bool) or not isinstance(k, int)
+                       or k < 1 or k % 2 == 0 for k in kernel_sizes):
+            raise AdapterConfigError(
+                'Mona: kernel_sizes must be a non-empty list of odd positive '
+                f'integers such as (3, 5, 7), got {kernel_sizes!r}.')
+        self.kernel_sizes = tuple(kernel_sizes)
+        self.scaled_norm = bool(scaled_norm)
+        self.activation = activation
+        build_activation('Mona', activation)
+        self.sites = check_sites('Mona', sites)
+        self.fused = bool(fused)
+
+    def site_modules(self, embed_dims: int) -> Dict[str, AdapterModule]:
+        return {
+            site: MonaModule(embed_dims, self.bottleneck, self.dropout,
+                             self.kernel_sizes, self.scaled_norm,
+                             self.activation, self.fused)
+            for site in self.sites
+        }
+

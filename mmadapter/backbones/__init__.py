@@ -1,0 +1,3 @@
+from .swin import AdaptedSwinBlock, AdapterSwinTransformer
+
+__all__ = ['AdapterSwinTransformer', 'AdaptedSwinBlock']
