@@ -81,12 +81,16 @@ def strip_prefixes(state_dict: Dict[str, torch.Tensor],
 
 def load_pretrained(model: nn.Module, path: str,
                     convert: Optional[Callable[[Dict, nn.Module], Dict]] = None,
-                    adapter_keys=(), logger=None) -> LoadReport:
+                    adapter_keys=(), derived_keys=(),
+                    logger=None) -> LoadReport:
     """Load ``path`` into ``model`` (a backbone) non-strictly and report.
 
     ``convert(state_dict, model)`` maps the file's naming to the model's
     (official releases, other frameworks). Keys of ``adapter_keys`` are
-    expected to be missing from a base checkpoint. Raises
+    expected to be missing from a base checkpoint. Keys of ``derived_keys``
+    are buffers computed from the config (e.g. Swin's relative position
+    index, which depends on the window size): never loaded, never missing.
+    Raises
     :class:`CheckpointMismatchError` when no tensor of the file matches the
     model, instead of silently training from random weights.
     """
@@ -94,7 +98,9 @@ def load_pretrained(model: nn.Module, path: str,
     state_dict = strip_prefixes(read_checkpoint(path))
     if convert is not None:
         state_dict = convert(state_dict, model)
-    own = model.state_dict()
+    derived = set(derived_keys)
+    own = {k: v for k, v in model.state_dict().items() if k not in derived}
+    state_dict = {k: v for k, v in state_dict.items() if k not in derived}
     report = LoadReport(checkpoint=path)
     to_load = {}
     for key, value in state_dict.items():

@@ -7,8 +7,9 @@ A policy is a string (or ``dict(type=...)``):
 ``fixed``          nothing trains (the backbone is frozen)
 ``bitfit``         parameters whose name contains ``bias`` (this includes
                    Swin's ``relative_position_bias_table``)
-``norm``           parameters of normalisation layers (name contains
-                   ``norm``), the NormTuning baseline
+``norm``           parameters of normalisation layers (LayerNorm,
+                   BatchNorm, GroupNorm, InstanceNorm; named ``norm*`` in
+                   Swin, ``ln*`` in ViT), the NormTuning baseline
 ``partial-N``      the last N transformer blocks (Partial-1: N = 1)
 ``adapter``        only adapter parameters (default with an adapter)
 =================  ======================================================
@@ -20,6 +21,8 @@ import re
 from typing import Callable, Dict, List, Sequence
 
 import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 from mmadapter.adapters.base import AdapterConfigError
 from mmadapter.insertion import adapter_parameter_names
@@ -90,12 +93,26 @@ def trainable_names(model: nn.Module, policy: str,
         'full': lambda n: True,
         'fixed': lambda n: False,
         'bitfit': lambda n: 'bias' in n,
-        'norm': lambda n: 'norm' in n,
     }
     if policy == 'adapter':
         adapter = set(adapter_parameter_names(model))
         return [n for n in names if n in adapter]
+    if policy == 'norm':
+        norm = set(norm_parameter_names(model))
+        return [n for n in names if n in norm]
     return [n for n in names if selectors[policy](n)]
+
+
+NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, _BatchNorm, _InstanceNorm)
+
+
+def norm_parameter_names(model: nn.Module) -> List[str]:
+    """Names of the parameters of normalisation layers, by layer type
+    (names differ between backbones: ``norm1`` in Swin, ``ln1`` in ViT)."""
+    return [f'{prefix}.{n}' if prefix else n
+            for prefix, module in model.named_modules()
+            if isinstance(module, NORM_LAYERS)
+            for n, _ in module.named_parameters(recurse=False)]
 
 
 def apply_policy(model: nn.Module, policy: str,

@@ -1,3 +1,7 @@
 from .swin import AdaptedSwinBlock, AdapterSwinTransformer
+from .vit import AdaptedViTLayer, AdapterViT
 
-__all__ = ['AdapterSwinTransformer', 'AdaptedSwinBlock']
+__all__ = [
+    'AdapterSwinTransformer', 'AdaptedSwinBlock', 'AdapterViT',
+    'AdaptedViTLayer'
+]

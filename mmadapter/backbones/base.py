@@ -56,6 +56,10 @@ class AdapterBackboneMixin:
     def adapter_state_keys(self) -> Tuple[str, ...]:
         return adapter_parameter_names(self)
 
+    def derived_state_keys(self) -> Tuple[str, ...]:
+        """Buffers computed from the config, not learned (never loaded)."""
+        return ()
+
     def init_pretrained_or_stock(self, stock_init) -> None:
         """Body of ``init_weights``: load ``init_cfg`` weights or run the
         stock random init, then re-init adapters and re-apply tuning."""
@@ -67,7 +71,8 @@ class AdapterBackboneMixin:
                     'a checkpoint path.')
             self.pretrained_report = load_pretrained(
                 self, init_cfg['checkpoint'], convert=self.convert_pretrained,
-                adapter_keys=self.adapter_state_keys())
+                adapter_keys=self.adapter_state_keys(),
+                derived_keys=self.derived_state_keys())
         else:
             stock_init()
             reset_adapters(self)

@@ -2,11 +2,11 @@
 policies. With ``adapter=None`` and the default policy it is the stock Swin."""
 from typing import Dict
 
-import torch
 import torch.nn.functional as F
 from mmdet.models.backbones.swin import (SwinBlock, SwinTransformer,
                                          swin_converter)
 
+from mmadapter.converters import is_official_swin, rename_official_mona_keys
 from mmadapter.insertion import AdaptedBlockMixin
 from mmadapter.registry import MODELS
 from .base import AdapterBackboneMixin
@@ -28,11 +28,6 @@ class AdaptedSwinBlock(AdaptedBlockMixin, SwinBlock):
 
     def forward(self, x, hw_shape):
         return self.checkpointed_forward(x, hw_shape)
-
-
-def is_official_swin(state_dict: Dict[str, torch.Tensor]) -> bool:
-    """Microsoft's naming: ``layers.i.blocks.j...``, ``patch_embed.proj``."""
-    return any(k.startswith('layers.') for k in state_dict)
 
 
 def resize_relative_position_tables(state_dict, model) -> Dict:
@@ -69,8 +64,9 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
             'adapter' with an adapter, 'full' without.
 
     ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts Microsoft's
-    official Swin files (converted on load) and mmdet/mmseg/mmadapter ones,
-    with or without a ``backbone.`` prefix; ``convert_weights`` is not needed.
+    official Swin files and those of the official Mona code (converted on
+    load) and mmdet/mmseg/mmadapter ones, with or without a ``backbone.``
+    prefix; ``convert_weights`` is not needed.
     """
 
     adapted_block_cls = AdaptedSwinBlock
@@ -84,14 +80,24 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
             for j, block in enumerate(stage.blocks):
                 yield f'stages.{i}.blocks.{j}', block, self.num_features[i]
 
+    def derived_state_keys(self):
+        return tuple(k for k in self.state_dict()
+                     if k.endswith('relative_position_index'))
+
     def convert_pretrained(self, state_dict, model):
         if is_official_swin(state_dict):
             state_dict = {
                 k[len('backbone.'):]: v
                 for k, v in swin_converter(state_dict).items()
             }
+        state_dict = rename_official_mona_keys(state_dict)
         return resize_relative_position_tables(state_dict, model)
 
     def init_weights(self):
         self.init_pretrained_or_stock(
             lambda: SwinTransformer.init_weights(self))
+
+    def train(self, mode=True):
+        # The stock train() returns None, which breaks `model.eval()` chains.
+        super().train(mode)
+        return self

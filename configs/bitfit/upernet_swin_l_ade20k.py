@@ -1,0 +1,4 @@
+# BitFit: only backbone parameters named *bias* train (this includes
+# relative_position_bias_table).
+_base_ = ['../_base_/upernet_swin_l_ade20k.py']
+model = dict(backbone=dict(adapter=None, tuning='bitfit'))

@@ -1,0 +1,3 @@
+# Fixed: the backbone is frozen; neck and head train.
+_base_ = ['../_base_/upernet_swin_l_ade20k.py']
+model = dict(backbone=dict(adapter=None, tuning='fixed'))

@@ -1,0 +1,3 @@
+# Full fine-tuning: every backbone parameter trains.
+_base_ = ['../_base_/retinanet_swin_l_voc.py']
+model = dict(backbone=dict(adapter=None, tuning='full'))

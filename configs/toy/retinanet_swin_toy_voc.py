@@ -1,0 +1,67 @@
+# Toy version of configs/mona/retinanet_swin_l_voc.py for CPU smoke runs on
+# the data of tools/misc/make_toy_data.py: the same RetinaNet head, FPN,
+# pipeline and VOC07 11-point mAP, with a tiny randomly initialised Swin
+# (Mona adapters), small images and a 300-iteration schedule.
+_base_ = ['../mona/retinanet_swin_l_voc.py']
+
+model = dict(
+    backbone=dict(
+        embed_dims=32,
+        depths=[2, 2, 2, 2],
+        num_heads=[1, 2, 4, 8],
+        drop_path_rate=0.1,
+        init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256]))
+
+data_root = 'data/toy/VOCdevkit/'
+img_scale = (192, 128)
+train_pipeline = [
+    dict(t, scale=img_scale) if t.type == 'Resize' else t
+    for t in _base_.train_pipeline
+]
+test_pipeline = [
+    dict(t, scale=img_scale) if t.type == 'Resize' else t
+    for t in _base_.test_pipeline
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        dataset=dict(datasets=[
+            dict(voc, data_root=data_root, pipeline=train_pipeline)
+            for voc in _base_.train_dataloader.dataset.dataset.datasets
+        ])))
+val_dataloader = dict(
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+max_iters = 300
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(
+        type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=_base_.optim_wrapper.paramwise_cfg)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=30),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[240], gamma=0.1)
+]
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+log_processor = dict(by_epoch=False)
+
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+# Lets DistributedDataParallel wrap a CPU model (mmengine passes the local
+# rank as a CUDA device id by default); on GPUs it uses the model's device.
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)

@@ -1,0 +1,7 @@
+# AdaptFormer: a bottleneck (64) branch beside each MLP, scaled by 0.1;
+# only it trains in the backbone.
+_base_ = ['./_base_/upernet_vit_b16_ade20k.py']
+model = dict(
+    backbone=dict(
+        adapter=dict(type='AdaptFormer', bottleneck=64, scale=0.1),
+        tuning='adapter'))

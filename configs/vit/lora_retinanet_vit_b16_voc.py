@@ -1,0 +1,7 @@
+# LoRA: rank-64 updates (alpha 1) on the q and v projections of every
+# attention; only they train in the backbone.
+_base_ = ['./_base_/retinanet_vit_b16_voc.py']
+model = dict(
+    backbone=dict(
+        adapter=dict(type='LoRA', rank=64, alpha=1, targets=('q', 'v')),
+        tuning='adapter'))

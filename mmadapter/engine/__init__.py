@@ -1,0 +1,11 @@
+from .amp import CPUAmpOptimWrapper
+from .checkpoint_hook import (AdapterCheckpointHook, AdapterCheckpointLoadHook,
+                              enable_adapter_checkpoint_loading)
+from .dist import CPUDistributedDataParallel
+from .hooks import ParameterReportHook
+from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
+
+__all__ = ['AdapterCheckpointHook', 'AdapterCheckpointLoadHook',
+           'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
+           'CPUDistributedDataParallel', 'ParameterReportHook',
+           'BackboneLayerDecayOptimWrapperConstructor']

@@ -1,0 +1,159 @@
+"""Command lines of tools/train.py and tools/test.py.
+
+The options are those of mmdet 3.x's tools; the same scripts run detection
+(mmdet) and segmentation (mmseg) configs.
+"""
+import argparse
+import os
+import os.path as osp
+from contextlib import contextmanager
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+
+from .amp import enable_amp
+from .data_check import check_dataset_paths
+from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
+                           set_resume, set_work_dir)
+from .tasks import enable_tta, task_of
+
+# Mistakes in the command or the config found before the Runner is built
+# (DatasetNotFoundError is a FileNotFoundError, UnsupportedTaskError a
+# ValueError).
+USER_ERRORS = (FileNotFoundError, ValueError)
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs merged into the '
+        'config, e.g. train_dataloader.dataset.data_root=data/my_voc/ or '
+        'key="[a,b]" for lists (quotation marks needed, no spaces)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
+    # --local_rank (older)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Train a detector (mmdet config) or a segmentor (mmseg '
+        'config) with mmadapter')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='enable automatic mixed precision training (bfloat16 on CPU)')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the learning rate by the actual total batch size')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from CKPT, or without a value from the latest '
+        'checkpoint in the work directory')
+    add_common_args(parser)
+    return parser
+
+
+def test_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a detector or a segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the directory to save the evaluation metrics')
+    parser.add_argument(
+        '--out', help='dump predictions: a .pkl file for detection, a '
+        'directory of prediction maps for segmentation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='directory where painted images will be saved '
+        '(under work_dir/timestamp/ for detection)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2,
+        help='the interval of show (s)')
+    parser.add_argument(
+        '--tta', action='store_true',
+        help="test-time augmentation: the config's tta_model / "
+        'tta_pipeline, horizontal flips by default')
+    add_common_args(parser)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser,
+               argv: Optional[List[str]] = None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def _limit_dynamo_recompiles() -> None:
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+    setup_cache_size_limit_of_dynamo()
+
+
+@contextmanager
+def exit_on_user_error():
+    """End the process with the message of a mistake in the command or the
+    config, instead of a traceback."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        raise SystemExit(f'{type(error).__name__}: {error}') from None
+
+
+def prepare_train_config(args: argparse.Namespace) -> Config:
+    _limit_dynamo_recompiles()
+    cfg = load_config(args.config, args.cfg_options, args.launcher)
+    set_work_dir(cfg, args.work_dir, args.config)
+    if args.amp:
+        enable_amp(cfg)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
+    set_resume(cfg, args.resume)
+    validates = bool(cfg.get('val_cfg'))
+    check_dataset_paths(
+        cfg, loaders=['train_dataloader'] + ['val_dataloader'] * validates,
+        evaluators=['val_evaluator'] * validates)
+    return cfg
+
+
+def prepare_test_config(args: argparse.Namespace) -> Config:
+    _limit_dynamo_recompiles()
+    cfg = load_config(args.config, args.cfg_options, args.launcher)
+    set_work_dir(cfg, args.work_dir, args.config)
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(
+            f'Checkpoint {args.checkpoint!r} does not exist.')
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        task_of(cfg).enable_visualization(cfg, args.show, args.show_dir,
+                                          args.wait_time)
+    if args.tta:
+        enable_tta(cfg)
+    if args.out is not None:
+        task_of(cfg).add_prediction_dump(cfg, args.out)
+    check_dataset_paths(cfg, loaders=['test_dataloader'],
+                        evaluators=['test_evaluator'])
+    return cfg
+
+
+def train(argv: Optional[List[str]] = None):
+    """tools/train.py; returns the Runner after training."""
+    args = parse_args(train_parser(), argv)
+    with exit_on_user_error():
+        cfg = prepare_train_config(args)
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def test(argv: Optional[List[str]] = None) -> dict:
+    """tools/test.py; returns the metrics."""
+    args = parse_args(test_parser(), argv)
+    with exit_on_user_error():
+        cfg = prepare_test_config(args)
+    return build_runner(cfg).test()

@@ -1,0 +1,102 @@
+"""Fail early, and clearly, when a config's dataset files are missing.
+
+Without this check a wrong ``data_root`` surfaces deep inside dataset
+construction (or, for the validation set, after a whole training epoch) as
+a bare ``FileNotFoundError``.
+"""
+import os.path as osp
+from typing import Iterator, List, Sequence, Tuple
+
+from mmengine.config import Config
+
+DATA_DOCS = ('README.md, section "Data preparation" (or generate a small '
+             'synthetic dataset with `python tools/misc/make_toy_data.py`)')
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset file or directory named by the config does not exist."""
+
+
+def leaf_datasets(dataset_cfg, path: str) -> Iterator[Tuple[str, dict]]:
+    """The datasets that read files, with their config key path, looking
+    through wrappers (RepeatDataset, ConcatDataset, ClassBalancedDataset,
+    MultiImageMixDataset, ...)."""
+    if 'datasets' in dataset_cfg:
+        for i, child in enumerate(dataset_cfg['datasets']):
+            yield from leaf_datasets(child, f'{path}.datasets.{i}')
+    elif 'dataset' in dataset_cfg:
+        yield from leaf_datasets(dataset_cfg['dataset'], f'{path}.dataset')
+    else:
+        yield path, dataset_cfg
+
+
+def _is_remote(path: str, dataset_cfg: dict) -> bool:
+    backend = (dataset_cfg.get('backend_args') or {}).get('backend', 'local')
+    return '://' in path or backend != 'local'
+
+
+def _under_root(root: str, path: str) -> str:
+    return path if not root or osp.isabs(path) else osp.join(root, path)
+
+
+def missing_dataset_paths(dataset_cfg: dict, key: str) -> List[str]:
+    """Lines describing the files of one dataset config that do not exist,
+    resolved as mmengine's BaseDataset resolves them."""
+    root = dataset_cfg.get('data_root') or ''
+    if root and _is_remote(root, dataset_cfg):
+        return []
+    if root and not osp.isdir(root):
+        return [f'{key}.data_root = {root!r} (directory not found)']
+    missing = []
+    ann_file = dataset_cfg.get('ann_file') or ''
+    if ann_file and not _is_remote(ann_file, dataset_cfg):
+        path = _under_root(root, ann_file)
+        if not osp.exists(path):
+            missing.append(f'{key}.ann_file -> {path!r} (not found)')
+    for name, prefix in (dataset_cfg.get('data_prefix') or {}).items():
+        if not prefix or _is_remote(prefix, dataset_cfg):
+            continue
+        path = _under_root(root, prefix)
+        if not osp.isdir(path):
+            missing.append(
+                f'{key}.data_prefix.{name} -> {path!r} (directory not found)')
+    return missing
+
+
+def missing_evaluator_paths(evaluator_cfg, key: str) -> List[str]:
+    """Annotation files of metrics (CocoMetric's ``ann_file`` does not
+    follow a changed dataset ``data_root``)."""
+    metrics = evaluator_cfg if isinstance(evaluator_cfg, (list, tuple)) \
+        else [evaluator_cfg]
+    missing = []
+    for i, metric in enumerate(metrics):
+        ann_file = metric.get('ann_file') if metric else None
+        if ann_file and '://' not in ann_file and not osp.exists(ann_file):
+            where = key if len(metrics) == 1 else f'{key}.{i}'
+            missing.append(f'{where}.ann_file = {ann_file!r} (not found)')
+    return missing
+
+
+def check_dataset_paths(cfg: Config, loaders: Sequence[str],
+                        evaluators: Sequence[str] = ()) -> None:
+    """Raise :class:`DatasetNotFoundError` listing every missing dataset
+    file of the named dataloaders and evaluators (absent or ``None``
+    entries of ``cfg`` are skipped)."""
+    missing = []
+    for loader in loaders:
+        loader_cfg = cfg.get(loader)
+        if not loader_cfg or not loader_cfg.get('dataset'):
+            continue
+        for key, dataset in leaf_datasets(loader_cfg['dataset'],
+                                          f'{loader}.dataset'):
+            missing += missing_dataset_paths(dataset, key)
+    for evaluator in evaluators:
+        if cfg.get(evaluator):
+            missing += missing_evaluator_paths(cfg[evaluator], evaluator)
+    if missing:
+        lines = '\n  '.join(missing)
+        raise DatasetNotFoundError(
+            f'Dataset files named by the config do not exist:\n  {lines}\n'
+            f'Prepare the dataset as described in {DATA_DOCS}, or point the '
+            'config at your copy, e.g. with --cfg-options '
+            f"{missing[0].split(' ')[0]}=PATH.")

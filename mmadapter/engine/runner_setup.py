@@ -1,0 +1,71 @@
+"""Config edits shared by tools/train.py and tools/test.py, and building the
+Runner (with the CPU launch fixes applied)."""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .amp import fit_amp_to_device
+from .dist import setup_cpu_distributed
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None,
+                launcher: str = 'none') -> Config:
+    """The config at ``path`` with ``--cfg-options`` merged in."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Config file {path!r} does not exist.')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def set_work_dir(cfg: Config, work_dir: Optional[str],
+                 config_path: str) -> None:
+    """``--work-dir``, else the config's ``work_dir``, else
+    ``./work_dirs/<config name>``."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join(
+            './work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def enable_auto_scale_lr(cfg: Config) -> None:
+    auto_scale_lr = cfg.get('auto_scale_lr') or {}
+    if 'enable' not in auto_scale_lr or 'base_batch_size' not in \
+            auto_scale_lr:
+        raise ValueError(
+            '--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
+            'base_batch_size=N) in the config (N: the total batch size the '
+            'learning rate was tuned for).')
+    cfg.auto_scale_lr.enable = True
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """``--resume`` alone resumes from the latest checkpoint of the work
+    directory; ``--resume CKPT`` from that file."""
+    if resume is None:
+        return
+    cfg.resume = True
+    if resume == 'auto':
+        cfg.load_from = None
+    else:
+        if '://' not in resume and not osp.isfile(resume):
+            raise FileNotFoundError(
+                f'--resume {resume!r}: checkpoint file not found.')
+        cfg.load_from = resume
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The config's Runner (``runner_type`` or mmengine's), after fitting
+    mixed precision and multi-process launching to the machine (CPU
+    fallbacks; the stock path on GPUs)."""
+    fit_amp_to_device(cfg)
+    setup_cpu_distributed(cfg, cfg.get('launcher', 'none'))
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,136 @@
+"""What differs between detection (mmdet) and segmentation (mmseg) configs
+at test time: visualization, prediction dumps, test-time augmentation.
+
+The task is read from the config's ``default_scope``; training needs no
+task-specific handling.
+"""
+import copy
+from abc import ABC, abstractmethod
+from argparse import Namespace
+from typing import Dict, List, Optional
+
+from mmengine.config import Config, ConfigDict
+
+
+class UnsupportedTaskError(ValueError):
+    """The config's ``default_scope`` is neither mmdet nor mmseg."""
+
+
+class Task(ABC):
+    scope: str
+    visualization_hook: str
+    default_tta_model: dict
+
+    @abstractmethod
+    def enable_visualization(self, cfg: Config, show: bool,
+                             show_dir: Optional[str],
+                             wait_time: float) -> None:
+        """Make the visualization hook draw (and show or save) results."""
+
+    @abstractmethod
+    def add_prediction_dump(self, cfg: Config, out: str) -> None:
+        """Make testing also save the raw predictions to ``out``."""
+
+    def visualization_cfg(self, cfg: Config) -> ConfigDict:
+        hooks = cfg.get('default_hooks') or {}
+        if 'visualization' not in hooks:
+            raise ValueError(
+                '--show / --show-dir need a visualization hook: add '
+                f"default_hooks.visualization=dict(type="
+                f"'{self.visualization_hook}') to the config.")
+        return hooks['visualization']
+
+
+class DetectionTask(Task):
+    scope = 'mmdet'
+    visualization_hook = 'DetVisualizationHook'
+    # mmdet's tools/test.py default: flip TTA merged by NMS
+    default_tta_model = dict(
+        type='DetTTAModel',
+        tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                     max_per_img=100))
+
+    def enable_visualization(self, cfg, show, show_dir, wait_time):
+        from mmdet.engine.hooks.utils import trigger_visualization_hook
+        self.visualization_cfg(cfg)  # the clear error when it is missing
+        trigger_visualization_hook(
+            cfg, Namespace(show=show, show_dir=show_dir, wait_time=wait_time))
+
+    def add_prediction_dump(self, cfg, out):
+        if not out.endswith(('.pkl', '.pickle')):
+            raise ValueError(
+                f'--out {out!r}: detection predictions are dumped to a '
+                'pickle file; give a path ending in .pkl or .pickle.')
+        evaluators = cfg.test_evaluator
+        if not isinstance(evaluators, (list, tuple)):
+            evaluators = [evaluators]
+        cfg.test_evaluator = [
+            *evaluators, dict(type='DumpDetResults', out_file_path=out)]
+
+
+class SegmentationTask(Task):
+    scope = 'mmseg'
+    visualization_hook = 'SegVisualizationHook'
+    default_tta_model = dict(type='SegTTAModel')
+
+    def enable_visualization(self, cfg, show, show_dir, wait_time):
+        hook = self.visualization_cfg(cfg)
+        hook['draw'] = True
+        if show:
+            hook['show'] = True
+            hook['wait_time'] = wait_time
+        if show_dir:
+            cfg.visualizer['save_dir'] = show_dir
+
+    def add_prediction_dump(self, cfg, out):
+        metrics = cfg.test_evaluator
+        for metric in metrics if isinstance(metrics, list) else [metrics]:
+            metric['output_dir'] = out
+            metric['keep_results'] = True
+
+
+TASKS: Dict[str, Task] = {task.scope: task
+                          for task in (DetectionTask(), SegmentationTask())}
+
+
+def task_of(cfg: Config) -> Task:
+    scope = cfg.get('default_scope')
+    if scope not in TASKS:
+        raise UnsupportedTaskError(
+            f"This option supports detection (default_scope='mmdet') and "
+            f"segmentation (default_scope='mmseg') configs; this config's "
+            f'default_scope is {scope!r}.')
+    return TASKS[scope]
+
+
+def innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
+    while 'dataset' in dataset_cfg:
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg
+
+
+def flip_tta_pipeline(test_pipeline: List[dict]) -> List[dict]:
+    """The test pipeline with its final packing step run on the image and
+    on its horizontal flip."""
+    pack = copy.deepcopy(test_pipeline[-1])
+    if 'meta_keys' in pack:
+        pack['meta_keys'] = tuple(pack['meta_keys']) + tuple(
+            k for k in ('flip', 'flip_direction')
+            if k not in pack['meta_keys'])
+    flips = [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)]
+    return [*copy.deepcopy(test_pipeline[:-1]),
+            dict(type='TestTimeAug', transforms=[flips, [pack]])]
+
+
+def enable_tta(cfg: Config) -> None:
+    """Wrap ``cfg.model`` in the config's ``tta_model`` and test with its
+    ``tta_pipeline``; either defaults to horizontal-flip TTA when the config
+    has none."""
+    task = task_of(cfg)
+    test_dataset = innermost_dataset(cfg.test_dataloader.dataset)
+    if 'tta_model' not in cfg:
+        cfg.tta_model = copy.deepcopy(task.default_tta_model)
+    if 'tta_pipeline' not in cfg:
+        cfg.tta_pipeline = flip_tta_pipeline(test_dataset.pipeline)
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    test_dataset.pipeline = cfg.tta_pipeline
