@@ -11,10 +11,10 @@ depend on the machine's absolute speed):
    method vs Full fine-tuning: time ratio and peak memory ratio;
 3. inference latency of each adapted backbone vs the stock backbone (LoRA
    merged and unmerged).
-Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on CPU it is the
-growth of the process's peak resident memory over one training step,
-measured in a fresh subprocess per method (gradients, optimizer state and
-activations; the weights themselves are excluded).
+Peak memory counts all that training holds (weights, gradients, optimizer
+state, activations): ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
+growth of the peak resident memory of a fresh subprocess per method from
+before the model is built.
 
 Writes ``RESULTS.md`` (a table, naming the machine, torch version and input
 sizes), ``results.json`` and ``tradeoff.png`` into ``--out-dir``.
@@ -47,6 +47,8 @@ METHODS = {
     'Full': dict(adapter=None, tuning='full'),
     'Fixed (grad through blocks)': None,  # built specially, see below
     'Mona': dict(adapter=dict(type='Mona', bottleneck=64)),
+    'Mona (recompute=False)': dict(
+        adapter=dict(type='Mona', bottleneck=64, recompute=False)),
     'LoRA': dict(adapter=dict(type='LoRA', rank=64, alpha=1)),
     'AdaptFormer': dict(adapter=dict(type='AdaptFormer', bottleneck=64)),
     'Houlsby': dict(adapter=dict(type='Houlsby', bottleneck=64)),
@@ -117,26 +119,31 @@ def current_rss_kb():
 
 
 def measure_train_step(arch, method, size, device_name, repeats, queue=None):
-    """Median step time (s) and peak memory (MiB) of one training step."""
+    """Median step time (s) and peak memory (MiB) of training steps.
+
+    Peak memory counts everything training holds: weights, gradients,
+    optimizer state and activations (CUDA: peak allocated; CPU: growth of
+    the peak resident set over the process's state before the model was
+    built).
+    """
     torch.manual_seed(0)
     device = torch.device(device_name)
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base_kb = current_rss_kb()
     model = build_backbone(arch, method).to(device).train()
     optimizer = make_optimizer(model)
     x = torch.randn(1, 3, size, size, device=device)
     step = train_step_fn(model, x, optimizer)
+    seconds = timed(step, device, repeats, warmup=1)
     if device.type == 'cuda':
-        step()  # allocate optimizer state
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-        seconds = timed(step, device, repeats, warmup=0)
     else:
-        base_kb = current_rss_kb()
-        step()  # the first step allocates gradients and optimizer state
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss -
                 base_kb) / 1024
-        seconds = timed(step, device, repeats, warmup=0)
     result = dict(seconds=seconds, peak_mib=peak,
                   trainable=sum(p.numel() for p in model.parameters()
                                 if p.requires_grad))
@@ -280,6 +287,11 @@ def main():
     parser.add_argument('--size', type=int, default=None)
     parser.add_argument('--repeats', type=int, default=None)
     parser.add_argument('--out-dir', default=HERE)
+    parser.add_argument('--methods', nargs='+', choices=list(METHODS),
+                        default=list(METHODS),
+                        help='training-step methods to measure (Full is '
+                        'always measured)')
+    parser.add_argument('--skip-inference', action='store_true')
     parser.add_argument('--amp', action='store_true',
                         help='CUDA: fp16 autocast for the training steps')
     args = parser.parse_args()
@@ -292,14 +304,16 @@ def main():
     results = dict(tag=tag, machine=machine_name(device),
                    torch=torch.__version__, device=str(device),
                    arch=arch_name, size=size,
-                   memory_kind='torch.cuda.max_memory_allocated growth'
-                   if device.type == 'cuda' else
-                   'growth of peak RSS over the first step, fresh process')
+                   memory_kind='weights + gradients + optimizer state + '
+                   'activations; ' + ('torch.cuda.max_memory_allocated'
+                                      if device.type == 'cuda' else
+                                      'peak RSS growth of a fresh process '
+                                      'from before the model is built'))
     results['mona_op'] = bench_mona_op(16 if args.quick else size // 4,
                                        device, max(repeats, 3))
     print('Mona op:', results['mona_op'], flush=True)
     train = {}
-    for method in METHODS:
+    for method in ['Full'] + [m for m in args.methods if m != 'Full']:
         if device.type == 'cuda':
             r = measure_train_step(arch, method, size, args.device, repeats)
         else:
@@ -312,7 +326,8 @@ def main():
         r['time_ratio'] = r['seconds'] / full['seconds']
         r['memory_ratio'] = r['peak_mib'] / full['peak_mib']
     results['train'] = train
-    results['inference'] = bench_inference(arch, size, device, repeats + 2)
+    results['inference'] = {} if args.skip_inference else bench_inference(
+        arch, size, device, repeats + 2)
     print('\n'.join(write_results(results, args.out_dir)))
     plot(results, args.out_dir)
 

@@ -5,7 +5,7 @@ from .version import __version__
 
 patch_checkpoint_loading()
 
-from . import adapters, backbones, engine  # noqa: E402,F401  (registration)
+from . import adapters, backbones, engine, models  # noqa: E402,F401
 from .adapters import build_adapter, known_adapters  # noqa: E402
 from .tuning import POLICIES  # noqa: E402
 

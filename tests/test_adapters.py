@@ -139,3 +139,24 @@ def test_adaptformer_branch_scale_and_init():
     learnable = build_adapter(dict(type='AdaptFormer', scale='learnable')) \
         .site_modules(32)['ffn_parallel']
     assert isinstance(learnable.scale, nn.Parameter)
+
+
+def test_mona_recompute_gives_same_values_and_gradients():
+    torch.manual_seed(0)
+    plain = MonaModule(16, bottleneck=8, dropout=0.1).train()
+    recompute = MonaModule(16, bottleneck=8, dropout=0.1, recompute=True)
+    recompute.load_state_dict(plain.state_dict())
+    recompute.train()
+    x = torch.randn(2, 12, 16, requires_grad=True)
+    results = []
+    for module in (plain, recompute):
+        torch.manual_seed(1)  # same dropout mask
+        x.grad = None
+        out = module(x, (3, 4))
+        out.square().sum().backward()
+        results.append((out.detach(), x.grad.clone(),
+                        [p.grad.clone() for p in module.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    for a, b in zip(results[0][2], results[1][2]):
+        torch.testing.assert_close(a, b)

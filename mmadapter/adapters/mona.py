@@ -18,6 +18,7 @@ from typing import Dict, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from mmengine.model.weight_init import trunc_normal_
 
 from mmadapter.registry import ADAPTERS
@@ -96,9 +97,10 @@ class MonaModule(AdapterModule):
     def __init__(self, embed_dims: int, bottleneck: int = 64,
                  dropout: float = 0.1, kernel_sizes=(3, 5, 7),
                  scaled_norm: bool = True, activation: str = 'gelu',
-                 fused: bool = True):
+                 fused: bool = True, recompute: bool = False):
         super().__init__()
         self.scaled_norm = scaled_norm
+        self.recompute = recompute
         if scaled_norm:
             self.norm = nn.LayerNorm(embed_dims)
             self.gamma = nn.Parameter(torch.empty(embed_dims))
@@ -121,6 +123,15 @@ class MonaModule(AdapterModule):
         self.mona_op.reset_parameters()
 
     def forward(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
+        if self.recompute and self.training and torch.is_grad_enabled():
+            # Keep only the input for backward and recompute the rest: the
+            # normalised input, bottleneck and conv activations would
+            # otherwise cost more memory than the frozen block they adapt.
+            return cp.checkpoint(self._forward, x, hw_shape,
+                                 use_reentrant=False)
+        return self._forward(x, hw_shape)
+
+    def _forward(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
         identity = x
         if self.scaled_norm:
             x = self.norm(x) * self.gamma + x * self.gammax
@@ -155,13 +166,16 @@ class Mona(AdapterSpec):
             attention residual and one after the MLP residual.
         fused: compute the conv stage as one depthwise and one 1x1 conv
             (same values and gradients, faster).
+        recompute: in training, keep only each Mona's input for backward and
+            recompute its activations there (same values and gradients; much
+            less memory, a little more time).
     """
 
     def __init__(self, bottleneck: int = 64, dropout: float = 0.1,
                  kernel_sizes: Sequence[int] = (3, 5, 7),
                  scaled_norm: bool = True, activation: str = 'gelu',
                  sites: Sequence[str] = ('post_attn', 'post_ffn'),
-                 fused: bool = True):
+                 fused: bool = True, recompute: bool = False):
         self.bottleneck = check_int('Mona', 'bottleneck', bottleneck)
         self.dropout = check_float('Mona', 'dropout', dropout, 0.0, 1.0,
                                    high_inclusive=False)
@@ -177,12 +191,13 @@ class Mona(AdapterSpec):
         build_activation('Mona', activation)
         self.sites = check_sites('Mona', sites)
         self.fused = bool(fused)
+        self.recompute = bool(recompute)
 
     def site_modules(self, embed_dims: int) -> Dict[str, AdapterModule]:
         return {
             site: MonaModule(embed_dims, self.bottleneck, self.dropout,
                              self.kernel_sizes, self.scaled_norm,
-                             self.activation, self.fused)
+                             self.activation, self.fused, self.recompute)
             for site in self.sites
         }
 
