@@ -156,7 +156,8 @@ def adapter_state_dict(model: nn.Module) -> OrderedDict:
 
 
 def config_text(config) -> Optional[str]:
-    """The text of a config given as :class:`Config`, a file path or text."""
+    """The text of a config given as :class:`Config`, a file path, or text
+    (a string with a line break)."""
     if config is None or isinstance(config, str) and '\n' in config:
         return config
     if isinstance(config, str):
@@ -350,6 +351,8 @@ def base_backbone_state(model: nn.Module, prefix: str, path: str,
         if key in derived:
             out[full_key] = value.detach()
         elif key not in base:
+            if value.requires_grad:
+                continue  # trained: the adapter checkpoint must hold it
             if isinstance(value, nn.Parameter):
                 missing.append(key)
             else:
@@ -424,8 +427,8 @@ def expand_adapter_checkpoint(checkpoint: dict, model: nn.Module,
     missing = [k for k in own_keys if k not in full]
     if missing:
         raise CheckpointMismatchError(
-            f'The adapter checkpoint lacks {len(missing)} entries of this '
-            f'model outside its frozen backbone (e.g. '
+            f'The adapter checkpoint lacks {len(missing)} entries that this '
+            f'model trains or holds outside its backbone (e.g. '
             f'{", ".join(missing[:5])}): it was trained with another config '
             '(adapter, tuning policy, neck or head). Use the config it '
             "records (meta['adapter_checkpoint']['config']).")

@@ -75,7 +75,10 @@ class ConversionReport:
 
 
 def _pattern(key: str) -> str:
-    return re.sub(r'(?<=\.)\d+(?=\.)', '*', key)
+    """Stage, block and conv-list indices as ``*`` (not the fixed indices
+    inside an FFN, ``ffn.layers.0.0``)."""
+    key = re.sub(r'(?<!ffn\.)\b(layers|stages|blocks)\.\d+\.', r'\1.*.', key)
+    return re.sub(r'(_convs|_fcs)\.\d+\.', r'\1.*.', key)
 
 
 def _grouped(lines) -> List[str]:
@@ -122,10 +125,11 @@ def is_official_swin(state_dict: StateDict) -> bool:
     return any(k.startswith('layers.') for k in state_dict)
 
 
-def official_swin_to_mmdet(backbone: StateDict,
-                           report: ConversionReport) -> StateDict:
+def official_swin_to_mmdet(backbone: StateDict, report: ConversionReport,
+                           source_prefix: str = '') -> StateDict:
     """Microsoft-named backbone keys (no prefix) -> mmdet's names, with the
-    ``backbone.`` prefix. Official Mona keys pass through unrenamed."""
+    ``backbone.`` prefix. Official Mona keys pass through unrenamed. The
+    report names source keys with ``source_prefix``."""
     if any(marker in k for k in backbone for marker in _SWIN_V2_MARKERS):
         raise ConversionError(
             'This is a Swin V2 checkpoint (logit_scale / cpb_mlp keys); '
@@ -134,24 +138,32 @@ def official_swin_to_mmdet(backbone: StateDict,
         out = OrderedDict()
         for key, value in backbone.items():
             out['backbone.' + key] = value
-            report.renamed.append((key, 'backbone.' + key))
+            if source_prefix != 'backbone.':
+                report.renamed.append((source_prefix + key, 'backbone.' + key))
+            else:
+                report.kept.append('backbone.' + key)
         return out
     has_stage_norms = any(re.match(r'norm\d+\.', k) for k in backbone)
     usable = OrderedDict()
     for key, value in backbone.items():
+        source_key = source_prefix + key
         if key.startswith('head.') or key.startswith('head_'):
-            report.dropped.append((key, 'ImageNet classifier'))
+            report.dropped.append((source_key, 'ImageNet classifier'))
         elif key.endswith('attn_mask'):
-            report.dropped.append((key, 'buffer rebuilt at run time'))
+            report.dropped.append((source_key, 'buffer rebuilt at run time'))
         elif key.startswith('norm.') and not has_stage_norms:
             report.dropped.append(
-                (key, 'final norm of the classifier; dense-task Swin has '
-                 'per-stage norm0..3'))
+                (source_key, 'final norm of the classifier; dense-task Swin '
+                 'has per-stage norm0..3'))
         else:
             usable[key] = value
     converted = swin_converter(usable)  # keeps order, one output per input
     for old, new in zip(usable, converted):
-        report.renamed.append((old, new))
+        old = source_prefix + old
+        if old == new:
+            report.kept.append(old)
+        else:
+            report.renamed.append((old, new))
     return converted
 
 
@@ -186,11 +198,14 @@ def convert_official_swin(checkpoint) -> Tuple[StateDict, ConversionReport]:
     """A Microsoft Swin checkpoint (bare, under ``model``/``state_dict``,
     with or without ``backbone.``) -> mmdet naming under ``backbone.``.
     Non-backbone keys of a whole-model file are kept."""
-    backbone, rest = split_backbone(unwrap_state_dict(checkpoint))
+    state_dict = unwrap_state_dict(checkpoint)
+    backbone, rest = split_backbone(state_dict)
     if not backbone:
         raise ConversionError('The checkpoint holds no tensors.')
     report = ConversionReport()
-    out = official_swin_to_mmdet(backbone, report)
+    source_prefix = 'backbone.' if any(
+        k.startswith('backbone.') for k in state_dict) else ''
+    out = official_swin_to_mmdet(backbone, report, source_prefix)
     for key, value in rest.items():
         out[key] = value
         report.kept.append(key)

@@ -98,10 +98,12 @@ def test_adapters_only_add_keys(name):
     dict(type='AdaptFormer', bottleneck=16),
     dict(type='Houlsby', bottleneck=16, init='lora'),
 ])
-def test_zero_initialised_adapters_start_at_the_base_model(adapter):
-    stock = stock_tiny_vit()
+@pytest.mark.parametrize('layer_scale', [0.0, 0.1])
+def test_zero_initialised_adapters_start_at_the_base_model(adapter,
+                                                           layer_scale):
+    stock = stock_tiny_vit(layer_scale_init_value=layer_scale)
     stock.init_weights()
-    model = tiny_vit(adapter=adapter)
+    model = tiny_vit(adapter=adapter, layer_scale_init_value=layer_scale)
     model.init_weights()  # stock random init, then the adapters' own init
     model.load_state_dict(stock.state_dict(), strict=False)
     stock.eval(), model.eval()
@@ -566,7 +568,7 @@ def test_layer_decay_needs_a_vit_backbone():
 def tiny_config_options(cfg):
     """Shrink a configs/vit config to a 4-layer, 32-channel ViT/16 and
     small heads."""
-    options = {'model.backbone.arch': TINY_ARCH}
+    options = {'model.backbone.arch': dict(TINY_ARCH, _delete_=True)}
     if cfg.model.type == 'EncoderDecoder':
         options.update({
             'model.backbone.img_size': 64,
@@ -682,3 +684,10 @@ def test_config_builds_and_trains_one_iteration(path):
     assert torch.isfinite(log_vars['loss'])
     assert any(not torch.equal(b, p) for b, p in
                zip(before, backbone_trainable))
+    model.eval()
+    predictions = model.val_step(batch)
+    assert len(predictions) == 2
+    if cfg.model.type == 'EncoderDecoder':
+        assert predictions[0].pred_sem_seg.shape == (64, 64)
+    else:
+        assert predictions[0].pred_instances.bboxes.shape[1] == 4

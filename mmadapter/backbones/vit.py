@@ -5,9 +5,9 @@ import re
 from typing import Dict, Tuple
 
 import torch
-import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.transformer import FFN
+from mmengine.logging import print_log
 from mmpretrain.models.backbones.vision_transformer import (
     TransformerEncoderLayer, VisionTransformer)
 from mmpretrain.models.utils import resize_pos_embed
@@ -118,8 +118,12 @@ def fit_pos_embed(state_dict: Dict[str, torch.Tensor],
             return state_dict  # unknown layout: reported as a shape mismatch
         prefix = 0  # timm's no_embed_class: patches only
     side = math.isqrt(length - prefix)
-    patches = resize_pos_embed(pos_embed[:, prefix:], (side, side),
-                               model.patch_embed.init_out_size,
+    grid = tuple(model.patch_embed.init_out_size)
+    if (side, side) != grid:
+        print_log(f'pos_embed: resizing the pretrained {side}x{side} patch '
+                  f'grid to {grid[0]}x{grid[1]} ({model.interpolate_mode}).',
+                  logger='current')
+    patches = resize_pos_embed(pos_embed[:, prefix:], (side, side), grid,
                                mode=model.interpolate_mode,
                                num_extra_tokens=0)
     if model.num_extra_tokens:
