@@ -72,3 +72,43 @@ def test_checkpoint_that_matches_nothing_stops(tmp_path):
     msg = str(err.value)
     assert 'refusing to train from random weights' in msg
     assert 'conv1.weight' in msg and 'patch_embed' in msg
+
+
+@pytest.mark.parametrize('shape', [(1, 3, 24, 64), (1, 3, 64, 31)])
+def test_images_smaller_than_the_total_stride(shape):
+    with pytest.raises(ValueError, match='at least its total stride 32'):
+        tiny_swin()(torch.zeros(shape))
+
+
+def test_vit_images_smaller_than_a_patch():
+    from mmadapter.backbones import AdapterViT
+    vit = AdapterViT(arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                               feedforward_channels=64), img_size=32,
+                     patch_size=16)
+    with pytest.raises(ValueError, match='at least its total stride 16'):
+        vit(torch.zeros(1, 3, 8, 32))
+
+
+def test_frozen_everything_stops_before_training():
+    from types import SimpleNamespace
+
+    from mmadapter.engine import ParameterReportHook
+    model = tiny_swin(tuning='fixed')
+    runner = SimpleNamespace(model=model, logger=SimpleNamespace(
+        info=lambda msg: None))
+    with pytest.raises(RuntimeError, match='No parameter of the model trains'):
+        ParameterReportHook().before_train(runner)
+
+
+@pytest.mark.parametrize('loss', [float('nan'), float('inf')])
+def test_non_finite_loss_stops_with_the_iteration(loss):
+    from types import SimpleNamespace
+
+    from mmadapter.engine import NonFiniteLossHook
+    runner = SimpleNamespace(iter=41, epoch=2)
+    hook = NonFiniteLossHook()
+    hook.after_train_iter(runner, 0, outputs=dict(loss=torch.tensor(1.0)))
+    with pytest.raises(RuntimeError, match='Non-finite loss at iteration 42'):
+        hook.after_train_iter(
+            runner, 0, outputs=dict(loss=torch.tensor(loss),
+                                    loss_cls=torch.tensor(0.5)))

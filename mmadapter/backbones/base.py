@@ -45,7 +45,20 @@ class AdapterBackboneMixin:
         """Map a pretrained file's naming onto this backbone's."""
         return state_dict
 
+    def total_stride(self) -> int:
+        """Downsampling factor of the coarsest output."""
+        raise NotImplementedError
+
     # -- shared behaviour ------------------------------------------------
+    def check_input_size(self, x: torch.Tensor) -> None:
+        stride = self.total_stride()
+        if x.dim() != 4 or min(x.shape[-2:]) < stride:
+            raise ValueError(
+                f'{type(self).__name__} got an input of shape '
+                f'{tuple(x.shape)}; it needs (B, C, H, W) images with H and W '
+                f'at least its total stride {stride}. Resize or pad the '
+                'images (check the Resize/RandomCrop steps of the pipeline).')
+
     def block_prefixes(self) -> List[str]:
         return [path for path, _, _ in self.blocks()]
 

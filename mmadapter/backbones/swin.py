@@ -3,6 +3,7 @@ policies. With ``adapter=None`` and the default policy it is the stock Swin."""
 from typing import Dict
 
 import torch.nn.functional as F
+from mmengine.utils import to_2tuple
 from mmdet.models.backbones.swin import (SwinBlock, SwinTransformer,
                                          swin_converter)
 
@@ -79,6 +80,17 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
         for i, stage in enumerate(self.stages):
             for j, block in enumerate(stage.blocks):
                 yield f'stages.{i}.blocks.{j}', block, self.num_features[i]
+
+    def total_stride(self):
+        stride = self.patch_embed.projection.stride[0]
+        for stage in self.stages:
+            if stage.downsample is not None:
+                stride *= to_2tuple(stage.downsample.sampler.stride)[0]
+        return stride
+
+    def forward(self, x):
+        self.check_input_size(x)
+        return super().forward(x)
 
     def derived_state_keys(self):
         return tuple(k for k in self.state_dict()

@@ -208,6 +208,13 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
         for i, layer in enumerate(self.layers):
             yield f'layers.{i}', layer, self.embed_dims
 
+    def total_stride(self):
+        return self.patch_embed.projection.stride[0]
+
+    def forward(self, x):
+        self.check_input_size(x)
+        return super().forward(x)
+
     def apply_tuning(self) -> int:
         count = super().apply_tuning()
         if self.frozen_stages > 0:  # the stock option still freezes layers

@@ -2,10 +2,10 @@ from .amp import CPUAmpOptimWrapper
 from .checkpoint_hook import (AdapterCheckpointHook, AdapterCheckpointLoadHook,
                               enable_adapter_checkpoint_loading)
 from .dist import CPUDistributedDataParallel
-from .hooks import ParameterReportHook
+from .hooks import NonFiniteLossHook, ParameterReportHook
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 
 __all__ = ['AdapterCheckpointHook', 'AdapterCheckpointLoadHook',
            'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
-           'CPUDistributedDataParallel', 'ParameterReportHook',
+           'CPUDistributedDataParallel', 'ParameterReportHook', 'NonFiniteLossHook',
            'BackboneLayerDecayOptimWrapperConstructor']
