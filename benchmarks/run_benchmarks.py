@@ -165,7 +165,9 @@ def in_subprocess(fn, *args):
 
 def bench_mona_op(size, device, repeats):
     op = MonaOp(64).to(device)
-    x = torch.randn(1, 64, size, size, device=device, requires_grad=True)
+    # channels-last, as Mona lays out its tokens
+    x = torch.randn(1, size, size, 64, device=device).permute(0, 3, 1, 2)
+    x.requires_grad_(True)
     times = {}
     for fused in (False, True):
         op.fused = fused
