@@ -47,8 +47,8 @@ METHODS = {
     'Full': dict(adapter=None, tuning='full'),
     'Fixed (grad through blocks)': None,  # built specially, see below
     'Mona': dict(adapter=dict(type='Mona', bottleneck=64)),
-    'Mona (recompute=False)': dict(
-        adapter=dict(type='Mona', bottleneck=64, recompute=False)),
+    'Mona (recompute=True)': dict(
+        adapter=dict(type='Mona', bottleneck=64, recompute=True)),
     'LoRA': dict(adapter=dict(type='LoRA', rank=64, alpha=1)),
     'AdaptFormer': dict(adapter=dict(type='AdaptFormer', bottleneck=64)),
     'Houlsby': dict(adapter=dict(type='Houlsby', bottleneck=64)),
