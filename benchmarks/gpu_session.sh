@@ -20,4 +20,5 @@ export PYTHONPATH=/tmp/mmcv/mmcv-2.1.0:$PYTHONPATH
 python3 -c "import mmcv.ops, mmdet.models, mmadapter, torch; print('stack ok', torch.__version__, torch.cuda.get_device_name())"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 benchmarks/run_benchmarks.py --device cuda --out-dir "$OUT" --repeats 10 2>&1 | tail -40
+python3 benchmarks/run_benchmarks.py --device cuda --size 1024 --out-dir "$OUT" --repeats 5 --skip-inference 2>&1 | tail -20
 python3 benchmarks/amp_check.py --arch swin-b --size 512 --steps 60 --device cuda 2>&1 | tee "$OUT/amp_check_cuda.json" | tail -25

@@ -302,7 +302,7 @@ def main():
         else (SWIN_B, 'Swin-B')
     size = args.size or (64 if args.quick else 512)
     repeats = args.repeats or (1 if args.quick else 3)
-    tag = ('quick_' if args.quick else '') + device.type
+    tag = ('quick_' if args.quick else '') + f'{device.type}_{size}'
     results = dict(tag=tag, machine=machine_name(device),
                    torch=torch.__version__, device=str(device),
                    arch=arch_name, size=size,

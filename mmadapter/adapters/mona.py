@@ -143,9 +143,13 @@ class MonaModule(AdapterModule):
             raise ValueError(
                 f'Mona got {N} tokens for a {H}x{W} patch grid; it needs at '
                 f'least H * W = {H * W}.')
-        # (B, HW, C) tokens viewed as a channels-last (B, C, H, W) grid: no
-        # copy, and oneDNN's depthwise backward is ~15x faster in this layout.
+        # (B, HW, C) tokens as a (B, C, H, W) grid. On CPU keep them
+        # channels-last (a free view): oneDNN's depthwise backward is ~15x
+        # faster in that layout. On GPU, cuDNN's contiguous layout measured
+        # faster (benchmarks/RESULTS_cuda_512.md).
         patches = h[:, num_extra:].reshape(B, H, W, C).permute(0, 3, 1, 2)
+        if patches.is_cuda:
+            patches = patches.contiguous()
         patches = self.mona_op(patches).permute(0, 2, 3, 1).reshape(
             B, H * W, C)
         h = torch.cat([h[:, :num_extra], patches], dim=1) \
