@@ -158,13 +158,12 @@ def test_folding_needs_lora_only(base):
 
 
 # -- mmengine runs ---------------------------------------------------------
-def toy_model_cfg(base, tuning=None):
-    """A classifier on the tiny Swin with a BatchNorm before its head. No
-    dropout: a resumed run must repeat the original one exactly."""
+def toy_model_cfg(base, tuning=None, dropout=0.0):
+    """A classifier on the tiny Swin with a BatchNorm before its head."""
     return dict(type='MMAdapterToyClassifier',
                 backbone=dict(type='mmadapter.AdapterSwinTransformer',
                               **TINY_SWIN, tuning=tuning,
-                              adapter=dict(MONA, dropout=0.0),
+                              adapter=dict(MONA, dropout=dropout),
                               init_cfg=dict(type='Pretrained',
                                             checkpoint=str(base))))
 
@@ -211,12 +210,13 @@ def register_toys():
             return dict(logit_sum=sum(results))
 
 
-def runner_cfg(work_dir, base, checkpoint_hook, tuning=None, **kwargs):
+def runner_cfg(work_dir, base, checkpoint_hook, tuning=None, dropout=0.0,
+               **kwargs):
     loader = dict(dataset=dict(type='MMAdapterToyData'), batch_size=2,
                   sampler=dict(type='DefaultSampler', shuffle=False),
                   collate_fn=dict(type='default_collate'))
     return dict(
-        model=toy_model_cfg(base, tuning), work_dir=str(work_dir),
+        model=toy_model_cfg(base, tuning, dropout), work_dir=str(work_dir),
         train_dataloader=loader, test_dataloader=loader,
         test_evaluator=dict(type='MMAdapterToyMetric'), test_cfg=dict(),
         train_cfg=dict(by_epoch=True, max_epochs=2),
@@ -298,3 +298,35 @@ def test_load_from_a_full_checkpoint_records_it_as_base(tmp_path, base):
     load_adapter_checkpoint(fresh, str(tmp_path / 'ft' / 'epoch_2.pth'))
     for key, value in model.state_dict().items():
         assert torch.equal(value, fresh.state_dict()[key]), key
+
+
+@pytest.mark.slow
+def test_resume_from_a_full_checkpoint_repeats_the_uninterrupted_run(
+        tmp_path, base):
+    """With Mona's dropout on: RandomStateHook restores the random states."""
+    register_toys()
+    hook = dict(type='CheckpointHook', interval=1)
+    extra = dict(dropout=0.1,
+                 custom_hooks=[dict(type='mmadapter.RandomStateHook')])
+    final = make_runner(runner_cfg(tmp_path / 'train', base, hook,
+                                   **extra)).train()
+    epoch1 = str(tmp_path / 'train' / 'epoch_1.pth')
+    resumed = make_runner(runner_cfg(tmp_path / 'resume', base, hook,
+                                     load_from=epoch1, resume=True, **extra))
+    resumed_model = resumed.train()
+    assert resumed.epoch == 2
+    trained = {n for n, p in final.named_parameters() if p.requires_grad}
+    assert trained and all('adapters.' in n or not n.startswith('backbone.')
+                           for n in trained)
+    for key, value in resumed_model.state_dict().items():
+        torch.testing.assert_close(value, final.state_dict()[key], msg=key)
+
+    # without the hook the resumed run replays epoch 1's dropout masks
+    del extra['custom_hooks']
+    plain = make_runner(runner_cfg(tmp_path / 'plain', base, hook,
+                                   **extra)).train()
+    replay = make_runner(runner_cfg(
+        tmp_path / 'replay', base, hook, resume=True, **extra,
+        load_from=str(tmp_path / 'plain' / 'epoch_1.pth'))).train()
+    assert any(not torch.equal(v, plain.state_dict()[k])
+               for k, v in replay.state_dict().items() if 'adapters.' in k)

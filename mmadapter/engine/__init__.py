@@ -2,10 +2,11 @@ from .amp import CPUAmpOptimWrapper
 from .checkpoint_hook import (AdapterCheckpointHook, AdapterCheckpointLoadHook,
                               enable_adapter_checkpoint_loading)
 from .dist import CPUDistributedDataParallel
-from .hooks import NonFiniteLossHook, ParameterReportHook
+from .hooks import NonFiniteLossHook, ParameterReportHook, RandomStateHook
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 
 __all__ = ['AdapterCheckpointHook', 'AdapterCheckpointLoadHook',
            'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
            'CPUDistributedDataParallel', 'ParameterReportHook', 'NonFiniteLossHook',
+           'RandomStateHook',
            'BackboneLayerDecayOptimWrapperConstructor']

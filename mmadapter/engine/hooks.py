@@ -1,7 +1,10 @@
 """Training hooks of mmadapter."""
 import math
+import random
 
+import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -56,3 +59,42 @@ class NonFiniteLossHook(Hook):
                 f'{runner.epoch + 1}): {bad}. Training stopped instead of '
                 'continuing on NaN weights. Lower the learning rate, check '
                 'the data, or resume from the last checkpoint with --resume.')
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Keeps the random generators' states in checkpoints and restores them
+    on ``--resume``, so that an interrupted run goes on exactly as the
+    uninterrupted one would (dropout, drop path, augmentation in the main
+    process). mmengine only re-seeds on resume, which replays the first
+    epoch's random numbers. Each rank keeps its own states."""
+
+    META_KEY = 'random_states'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = dict(
+            python=random.getstate(), numpy=np.random.get_state(),
+            torch=torch.get_rng_state(),
+            cuda=torch.cuda.get_rng_state_all()
+            if torch.cuda.is_available() else None)
+        # called on every rank before the master writes the file
+        checkpoint.setdefault('meta', {})[self.META_KEY] = \
+            all_gather_object(state)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        states = checkpoint.get('meta', {}).get(self.META_KEY)
+        if not getattr(runner, '_resume', False) or not states:
+            return
+        if len(states) != get_world_size():
+            runner.logger.warning(
+                f'The checkpoint holds random states of {len(states)} '
+                f'processes, this run has {get_world_size()}: they are not '
+                'restored, so the resumed run will not repeat the '
+                'uninterrupted one exactly.')
+            return
+        state = states[get_rank()]
+        random.setstate(state['python'])
+        np.random.set_state(state['numpy'])
+        torch.set_rng_state(state['torch'])
+        if state['cuda'] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda'])
