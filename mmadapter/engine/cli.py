@@ -12,7 +12,7 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 from .amp import enable_amp
-from .data_check import check_dataset_paths
+from .data_paths import check_dataset_paths
 from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
                            set_resume, set_work_dir)
 from .tasks import enable_tta, task_of
@@ -27,8 +27,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value pairs merged into the '
-        'config, e.g. train_dataloader.dataset.data_root=data/my_voc/ or '
-        'key="[a,b]" for lists (quotation marks needed, no spaces)')
+        'config; data_root=PATH moves every dataset of the config (and '
+        'evaluator annotation files under its root) to PATH; key="[a,b]" '
+        'for lists (quotation marks needed, no spaces)')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')

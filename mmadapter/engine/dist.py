@@ -12,6 +12,7 @@ around both before the Runner is built, and only when CUDA is unavailable:
 
 With CUDA nothing is changed: mmengine's stock NCCL path runs.
 """
+import atexit
 import datetime
 import os
 import subprocess
@@ -101,6 +102,15 @@ def init_gloo_process_group(launcher: str, timeout=None) -> None:
     torch_dist.init_process_group(
         backend='gloo', rank=int(env['RANK']),
         world_size=int(env['WORLD_SIZE']), **kwargs)
+    # A gloo group still alive at interpreter exit can abort the process
+    # ("terminate called without an active exception") after a successful
+    # run; mmengine never destroys the group.
+    atexit.register(destroy_process_group)
+
+
+def destroy_process_group() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:

@@ -8,18 +8,33 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .amp import fit_amp_to_device
+from .data_paths import retarget_data_root
 from .dist import setup_cpu_distributed
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
                 launcher: str = 'none') -> Config:
-    """The config at ``path`` with ``--cfg-options`` merged in."""
+    """The config at ``path`` with ``--cfg-options`` merged in.
+
+    ``data_root=PATH`` moves every dataset that uses the config's top-level
+    ``data_root`` (and evaluator annotation files under it) to PATH; a plain
+    merge would only change the variable, which the dataloaders have
+    already copied.
+    """
     if not osp.isfile(path):
         raise FileNotFoundError(f'Config file {path!r} does not exist.')
     cfg = Config.fromfile(path)
+    old_root = cfg.get('data_root')
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if 'data_root' in cfg_options:
+            if not old_root:
+                raise ValueError(
+                    f'--cfg-options data_root=...: {path} has no top-level '
+                    'data_root; set the dataset roots themselves, e.g. '
+                    'train_dataloader.dataset.data_root=PATH.')
+            retarget_data_root(cfg, old_root, cfg_options['data_root'])
     return cfg
 
 

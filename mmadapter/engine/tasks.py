@@ -111,13 +111,19 @@ def innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
 
 def flip_tta_pipeline(test_pipeline: List[dict]) -> List[dict]:
     """The test pipeline with its final packing step run on the image and
-    on its horizontal flip."""
+    on its horizontal flip.
+
+    The unflipped view comes first: TTA models keep the first view's data
+    sample, and metrics that read ground truth from it (VOCMetric, IoUMetric)
+    must see the unflipped annotations.
+    """
     pack = copy.deepcopy(test_pipeline[-1])
     if 'meta_keys' in pack:
         pack['meta_keys'] = tuple(pack['meta_keys']) + tuple(
             k for k in ('flip', 'flip_direction')
             if k not in pack['meta_keys'])
-    flips = [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)]
+    flips = [dict(type='RandomFlip', prob=0.),
+             dict(type='RandomFlip', prob=1.)]
     return [*copy.deepcopy(test_pipeline[:-1]),
             dict(type='TestTimeAug', transforms=[flips, [pack]])]
 

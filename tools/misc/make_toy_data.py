@@ -8,13 +8,17 @@ form has a hue of its own, so the task is learnable but not a lookup: the
 background is noisy, sizes, aspect ratios and shades vary, and JPEG blurs the
 edges.
 
-    python tools/misc/make_toy_data.py                       # all three, in data/toy
-    python tools/misc/make_toy_data.py --dataset voc --num-train 64 --img-size 192x128
+    python tools/misc/make_toy_data.py          # all three, in data/toy
+    python tools/misc/make_toy_data.py --dataset voc --num-train 64 \
+        --img-size 192x128
 
 Layout (the roots the configs in configs/toy/ use):
-    data/toy/VOCdevkit/VOC2007/{Annotations,ImageSets/Main,JPEGImages}   (trainval + test)
-    data/toy/VOCdevkit/VOC2012/{Annotations,ImageSets/Main,JPEGImages}   (trainval)
-    data/toy/coco/{annotations/instances_{train,val}2017.json,train2017,val2017}
+    data/toy/VOCdevkit/VOC2007/{Annotations,ImageSets/Main,JPEGImages}
+        (trainval and test)
+    data/toy/VOCdevkit/VOC2012/{Annotations,ImageSets/Main,JPEGImages}
+        (trainval)
+    data/toy/coco/annotations/instances_{train,val}2017.json
+    data/toy/coco/{train2017,val2017}/
     data/toy/ade/ADEChallengeData2016/{images,annotations}/{training,validation}
 
 The functions :func:`make_voc`, :func:`make_coco` and :func:`make_ade20k`
@@ -54,7 +58,8 @@ class Shape:
     def box(self) -> Tuple[int, int, int, int]:
         """Tight box of the drawn pixels: x0, y0, x1, y1 (x1, y1 exclusive)."""
         ys, xs = np.nonzero(self.mask)
-        return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        return (int(xs.min()), int(ys.min()), int(xs.max()) + 1,
+                int(ys.max()) + 1)
 
 
 def parse_img_size(size: ImgSize) -> Tuple[int, int]:
@@ -125,7 +130,8 @@ def form_polygon(form: str, x0: float, y0: float, w: float, h: float,
 
 def form_colour(form: str, rng: np.random.Generator) -> np.ndarray:
     hue = (FORM_HUES[form] + rng.uniform(-10, 10)) % 360 / 360
-    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.7, 1.0), rng.uniform(0.65, 1.0))
+    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.7, 1.0),
+                              rng.uniform(0.65, 1.0))
     return np.array(rgb) * 255
 
 

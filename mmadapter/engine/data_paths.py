@@ -1,14 +1,18 @@
-"""Fail early, and clearly, when a config's dataset files are missing.
+"""The dataset paths of a config: moving them to another root, and failing
+early, and clearly, when they are missing.
 
-Without this check a wrong ``data_root`` surfaces deep inside dataset
+Without the check a wrong ``data_root`` surfaces deep inside dataset
 construction (or, for the validation set, after a whole training epoch) as
 a bare ``FileNotFoundError``.
 """
+import os
 import os.path as osp
 from typing import Iterator, List, Sequence, Tuple
 
 from mmengine.config import Config
 
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+EVALUATORS = ('val_evaluator', 'test_evaluator')
 DATA_DOCS = ('README.md, section "Data preparation" (or generate a small '
              'synthetic dataset with `python tools/misc/make_toy_data.py`)')
 
@@ -37,6 +41,28 @@ def _is_remote(path: str, dataset_cfg: dict) -> bool:
 
 def _under_root(root: str, path: str) -> str:
     return path if not root or osp.isabs(path) else osp.join(root, path)
+
+
+def retarget_data_root(cfg: Config, old_root: str, new_root: str) -> None:
+    """Move every dataset whose ``data_root`` is ``old_root`` (the config's
+    top-level ``data_root`` variable, already substituted into the
+    dataloaders) to ``new_root``, and evaluator annotation files under
+    ``old_root`` with them."""
+    old = osp.normpath(old_root)
+    for loader in LOADERS:
+        if not cfg.get(loader) or not cfg[loader].get('dataset'):
+            continue
+        for _, dataset in leaf_datasets(cfg[loader]['dataset'], loader):
+            if osp.normpath(dataset.get('data_root') or '.') == old:
+                dataset['data_root'] = new_root
+    for evaluator in EVALUATORS:
+        metrics = cfg.get(evaluator)
+        for metric in metrics if isinstance(metrics, (list, tuple)) \
+                else [metrics]:
+            ann_file = metric.get('ann_file') if metric else None
+            if ann_file and osp.normpath(ann_file).startswith(old + os.sep):
+                metric['ann_file'] = osp.join(
+                    new_root, osp.relpath(osp.normpath(ann_file), old))
 
 
 def missing_dataset_paths(dataset_cfg: dict, key: str) -> List[str]:
