@@ -5,8 +5,9 @@ from .dist import CPUDistributedDataParallel
 from .hooks import NonFiniteLossHook, ParameterReportHook, RandomStateHook
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 
-__all__ = ['AdapterCheckpointHook', 'AdapterCheckpointLoadHook',
-           'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
-           'CPUDistributedDataParallel', 'ParameterReportHook', 'NonFiniteLossHook',
-           'RandomStateHook',
-           'BackboneLayerDecayOptimWrapperConstructor']
+__all__ = [
+    'AdapterCheckpointHook', 'AdapterCheckpointLoadHook',
+    'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
+    'CPUDistributedDataParallel', 'ParameterReportHook', 'NonFiniteLossHook',
+    'RandomStateHook', 'BackboneLayerDecayOptimWrapperConstructor'
+]

@@ -8,6 +8,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .amp import fit_amp_to_device
+from .checkpoint_hook import enable_adapter_checkpoint_loading
 from .data_paths import retarget_data_root
 from .dist import setup_cpu_distributed
 
@@ -78,7 +79,9 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 def build_runner(cfg: Config) -> Runner:
     """The config's Runner (``runner_type`` or mmengine's), after fitting
     mixed precision and multi-process launching to the machine (CPU
-    fallbacks; the stock path on GPUs)."""
+    fallbacks; the stock path on GPUs), and able to load adapter-only
+    checkpoints (base weights first, even in test mode)."""
+    enable_adapter_checkpoint_loading(cfg)
     fit_amp_to_device(cfg)
     setup_cpu_distributed(cfg, cfg.get('launcher', 'none'))
     if 'runner_type' in cfg:
