@@ -7,9 +7,9 @@
 _base_ = [
     'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',  # noqa: E501
     './models/swin_b_in22k.py',
+    './mmadapter_runtime.py',
 ]
 custom_imports = dict(imports=['mmadapter'], allow_failed_imports=False)
-custom_hooks = [dict(type='mmadapter.ParameterReportHook')]
 
 # the stock config's variable, now naming the weights this config loads
 checkpoint_file = _base_.swin_b.init_cfg.checkpoint

@@ -6,9 +6,9 @@
 _base_ = [
     'mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py',
     './models/swin_l_in22k.py',
+    './mmadapter_runtime.py',
 ]
 custom_imports = dict(imports=['mmadapter'], allow_failed_imports=False)
-custom_hooks = [dict(type='mmadapter.ParameterReportHook')]
 
 model = dict(
     backbone=dict(

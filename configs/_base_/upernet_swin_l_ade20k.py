@@ -8,9 +8,9 @@
 _base_ = [
     'mmseg::swin/swin-large-patch4-window7-in22k-pre_upernet_8xb2-160k_ade20k-512x512.py',  # noqa: E501
     './models/swin_l_in22k.py',
+    './mmadapter_runtime.py',
 ]
 custom_imports = dict(imports=['mmadapter'], allow_failed_imports=False)
-custom_hooks = [dict(type='mmadapter.ParameterReportHook')]
 
 # the stock config's variable, now naming the weights this config loads
 checkpoint_file = _base_.swin_l.init_cfg.checkpoint
