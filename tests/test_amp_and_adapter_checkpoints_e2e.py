@@ -9,15 +9,27 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from e2e_utils import (data_root_options, last_checkpoint, logged_metrics,
                        run_tool, short_schedule_options, toy_config, toy_data)
 
 pytestmark = pytest.mark.slow
 ADAPTERS = {
-    'Mona': "model.backbone.adapter.type=Mona",
-    'LoRA': "model.backbone.adapter=dict(type='LoRA',rank=8)",
+    'Mona': "dict(type='Mona', bottleneck=16)",
+    'LoRA': "dict(type='LoRA', rank=8)",
 }
+
+
+def config_with_adapter(tmp_path, adapter):
+    """The toy VOC config with another adapter (a config file: --cfg-options
+    cannot replace a whole dict)."""
+    path = tmp_path / f'toy_voc_{adapter.lower()}.py'
+    path.write_text(
+        f"_base_ = [{toy_config('voc')!r}]\n"
+        f"model = dict(backbone=dict(adapter=dict(_delete_=True, "
+        f"**{ADAPTERS[adapter]})))\n")
+    return str(path)
 
 
 @pytest.fixture(scope='module')
@@ -37,15 +49,15 @@ def train_losses(work_dir):
 
 @pytest.mark.parametrize('adapter', sorted(ADAPTERS))
 def test_amp_training_stays_finite(adapter, voc, tmp_path):
-    config = toy_config('voc')
-    hooks = {h['type'] for h in
-             __import__('mmengine').Config.fromfile(config).custom_hooks}
-    assert 'mmadapter.NonFiniteLossHook' in hooks
+    config = config_with_adapter(tmp_path, adapter)
+    cfg = Config.fromfile(config)
+    assert cfg.model.backbone.adapter.type == adapter
+    assert 'mmadapter.NonFiniteLossHook' in {h['type']
+                                            for h in cfg.custom_hooks}
     work_dir = tmp_path / 'amp'
     run_tool(['train.py', config, '--amp', '--work-dir', work_dir,
               '--cfg-options', *data_root_options(config, voc),
-              *short_schedule_options(6),
-              ADAPTERS[adapter]], cwd=str(tmp_path))
+              *short_schedule_options(6)], cwd=str(tmp_path))
     losses = train_losses(str(work_dir))
     assert len(losses) >= 6 and all(math.isfinite(v) for v in losses)
     state = torch.load(last_checkpoint(str(work_dir)), map_location='cpu',
@@ -66,10 +78,15 @@ def test_tools_test_on_an_adapter_only_checkpoint(voc, tmp_path):
                 for k, v in full['state_dict'].items()
                 if k.startswith('backbone.') and 'adapters.' not in k},
                backbone_base)
-    options = [*data, f'model.backbone.init_cfg.type=Pretrained',
-               f'model.backbone.init_cfg.checkpoint={backbone_base}',
-               'default_hooks.checkpoint.type=mmadapter.AdapterCheckpointHook',
-               'default_hooks.checkpoint.adapter_only=True']
+    config = tmp_path / 'toy_voc_adapter_only.py'
+    config.write_text(
+        f"_base_ = [{toy_config('voc')!r}]\n"
+        "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
+        "type='Pretrained', "
+        f"checkpoint={str(backbone_base)!r})))\n"
+        "default_hooks = dict(checkpoint=dict("
+        "type='mmadapter.AdapterCheckpointHook', adapter_only=True))\n")
+    config, options = str(config), data
     run_tool(['train.py', config, '--work-dir', tmp_path / 'train',
               '--cfg-options', *options, *short_schedule_options(3)],
              cwd=str(tmp_path))
