@@ -215,9 +215,10 @@ def test_setting_shared_recipe(setting):
     assert cfg.custom_imports == dict(imports=['mmadapter'],
                                       allow_failed_imports=False)
     assert [h.type for h in cfg.custom_hooks] == [
-        'mmadapter.ParameterReportHook'
+        'mmadapter.ParameterReportHook', 'mmadapter.NonFiniteLossHook',
+        'mmadapter.RandomStateHook'
     ]
-    assert HOOKS.build(cfg.custom_hooks[0]) is not None
+    assert all(HOOKS.build(h) is not None for h in cfg.custom_hooks)
 
     backbone = cfg.model.backbone
     assert backbone.type == 'mmadapter.AdapterSwinTransformer'
