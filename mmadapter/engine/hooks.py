@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 
 from mmadapter.analysis import parameter_report
@@ -67,19 +67,54 @@ class RandomStateHook(Hook):
     on ``--resume``, so that an interrupted run goes on exactly as the
     uninterrupted one would (dropout, drop path, augmentation in the main
     process). mmengine only re-seeds on resume, which replays the first
-    epoch's random numbers. Each rank keeps its own states."""
+    epoch's random numbers. Each rank keeps its own states.
+
+    Checkpoints are written by the master process alone, so in multi-process
+    runs the ranks' states are gathered (a collective) at the iterations or
+    epochs where the CheckpointHook saves, just before it does.
+    """
 
     META_KEY = 'random_states'
+    priority = 'LOW'  # before the CheckpointHook (VERY_LOW) at each point
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = dict(
+    def before_train(self, runner) -> None:
+        self._gathered = None
+        self._checkpoint_hook = next(
+            (h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        self._gather_if_saving(runner, by_epoch=False)
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather_if_saving(runner, by_epoch=True)
+
+    def _gather_if_saving(self, runner, by_epoch: bool) -> None:
+        hook = self._checkpoint_hook
+        if get_world_size() == 1 or hook is None or hook.by_epoch != by_epoch:
+            return
+        if by_epoch:
+            due = self.every_n_epochs(runner, hook.interval) or \
+                self.is_last_train_epoch(runner)
+        else:
+            due = self.every_n_train_iters(runner, hook.interval) or \
+                self.is_last_train_iter(runner)
+        if due:
+            self._gathered = all_gather_object(self._local_state())
+
+    @staticmethod
+    def _local_state() -> dict:
+        return dict(
             python=random.getstate(), numpy=np.random.get_state(),
             torch=torch.get_rng_state(),
             cuda=torch.cuda.get_rng_state_all()
             if torch.cuda.is_available() else None)
-        # called on every rank before the master writes the file
-        checkpoint.setdefault('meta', {})[self.META_KEY] = \
-            all_gather_object(state)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        states = [self._local_state()] if get_world_size() == 1 \
+            else getattr(self, '_gathered', None)
+        if states:
+            checkpoint.setdefault('meta', {})[self.META_KEY] = states
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('meta', {}).get(self.META_KEY)
