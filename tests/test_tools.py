@@ -346,3 +346,25 @@ def test_launcher_env_names_missing_variables(monkeypatch):
     assert launcher_env('mpi') == dict(
         RANK='1', WORLD_SIZE='2', LOCAL_RANK='1', MASTER_ADDR='10.0.0.1',
         MASTER_PORT='29500')
+
+
+def test_bad_backbone_config_is_one_line_not_a_traceback(tmp_path):
+    """tools/train.py reports adapter/tuning/weights mistakes before
+    building the Runner."""
+    import subprocess
+    import sys
+    config = osp.join(REPO, 'configs', 'mona', 'retinanet_swin_l_voc.py')
+    cases = {
+        'model.backbone.adapter.type=Monna': "Unknown adapter type 'Monna'",
+        'model.backbone.tuning=bitfitt': "Unknown tuning policy 'bitfitt'",
+        'model.backbone.init_cfg.checkpoint=nope.pth':
+        "Pretrained backbone checkpoint 'nope.pth' does not exist",
+    }
+    for option, message in cases.items():
+        proc = subprocess.run(
+            [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+             '--work-dir', str(tmp_path / 'w'), '--cfg-options', option],
+            cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0
+        assert message in proc.stderr, proc.stderr[-2000:]
+        assert 'Traceback' not in proc.stderr

@@ -13,6 +13,7 @@ from mmengine.config import Config, DictAction
 
 from .amp import enable_amp
 from .data_paths import check_dataset_paths
+from .preflight import check_backbone_config
 from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
                            set_resume, set_work_dir)
 from .tasks import enable_tta, task_of
@@ -20,6 +21,7 @@ from .tasks import enable_tta, task_of
 # Mistakes in the command or the config found before the Runner is built
 # (DatasetNotFoundError is a FileNotFoundError, UnsupportedTaskError a
 # ValueError).
+
 USER_ERRORS = (FileNotFoundError, ValueError)
 
 
@@ -116,6 +118,7 @@ def prepare_train_config(args: argparse.Namespace) -> Config:
         enable_auto_scale_lr(cfg)
     set_resume(cfg, args.resume)
     validates = bool(cfg.get('val_cfg'))
+    check_backbone_config(cfg)
     check_dataset_paths(
         cfg, loaders=['train_dataloader'] + ['val_dataloader'] * validates,
         evaluators=['val_evaluator'] * validates)
@@ -137,6 +140,7 @@ def prepare_test_config(args: argparse.Namespace) -> Config:
         enable_tta(cfg)
     if args.out is not None:
         task_of(cfg).add_prediction_dump(cfg, args.out)
+    check_backbone_config(cfg)
     check_dataset_paths(cfg, loaders=['test_dataloader'],
                         evaluators=['test_evaluator'])
     return cfg
