@@ -50,6 +50,16 @@ class AdapterBackboneMixin:
         raise NotImplementedError
 
     # -- shared behaviour ------------------------------------------------
+    def forward(self, x):
+        self.check_input_size(x)
+        return super().forward(x)
+
+    def train(self, mode=True):
+        # The stock train() of mmdet's Swin and mmpretrain's backbones
+        # returns None, which breaks `model.eval()` chains.
+        super().train(mode)
+        return self
+
     def check_input_size(self, x: torch.Tensor) -> None:
         stride = self.total_stride()
         if x.dim() != 4 or min(x.shape[-2:]) < stride:

@@ -88,10 +88,6 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
                 stride *= to_2tuple(stage.downsample.sampler.stride)[0]
         return stride
 
-    def forward(self, x):
-        self.check_input_size(x)
-        return super().forward(x)
-
     def derived_state_keys(self):
         return tuple(k for k in self.state_dict()
                      if k.endswith('relative_position_index'))
@@ -108,8 +104,3 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
     def init_weights(self):
         self.init_pretrained_or_stock(
             lambda: SwinTransformer.init_weights(self))
-
-    def train(self, mode=True):
-        # The stock train() returns None, which breaks `model.eval()` chains.
-        super().train(mode)
-        return self

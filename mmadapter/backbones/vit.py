@@ -211,10 +211,6 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
     def total_stride(self):
         return self.patch_embed.projection.stride[0]
 
-    def forward(self, x):
-        self.check_input_size(x)
-        return super().forward(x)
-
     def apply_tuning(self) -> int:
         count = super().apply_tuning()
         if self.frozen_stages > 0:  # the stock option still freezes layers
@@ -231,9 +227,3 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
     def init_weights(self):
         self.init_pretrained_or_stock(
             lambda: VisionTransformer.init_weights(self))
-
-    def train(self, mode=True):
-        # mmpretrain's BaseBackbone.train returns None, which breaks
-        # `model.eval()` chains.
-        super().train(mode)
-        return self
