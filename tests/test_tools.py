@@ -354,6 +354,8 @@ def test_bad_backbone_config_is_one_line_not_a_traceback(tmp_path):
     import subprocess
     import sys
     config = osp.join(REPO, 'configs', 'mona', 'retinanet_swin_l_voc.py')
+    voc = toy_data().make_voc(str(tmp_path / 'data'), num_train=2,
+                              num_val=1)['root']
     cases = {
         'model.backbone.adapter.type=Monna': "Unknown adapter type 'Monna'",
         'model.backbone.tuning=bitfitt': "Unknown tuning policy 'bitfitt'",
@@ -363,7 +365,8 @@ def test_bad_backbone_config_is_one_line_not_a_traceback(tmp_path):
     for option, message in cases.items():
         proc = subprocess.run(
             [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
-             '--work-dir', str(tmp_path / 'w'), '--cfg-options', option],
+             '--work-dir', str(tmp_path / 'w'), '--cfg-options', option,
+             *data_root_options(config, voc)],
             cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
         assert proc.returncode != 0
         assert message in proc.stderr, proc.stderr[-2000:]

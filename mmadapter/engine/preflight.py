@@ -9,11 +9,11 @@ from mmadapter.adapters.base import build_adapter
 from mmadapter.tuning import normalize_policy
 
 
-def check_backbone_config(cfg: Config) -> None:
+def check_backbone_config(cfg: Config, check_pretrained: bool = True) -> None:
     """Validate ``model.backbone`` when it is an mmadapter backbone: the
-    adapter and its options, the tuning policy, and that a pretrained
-    checkpoint file exists. Raises ``AdapterConfigError`` (a ValueError) or
-    ``FileNotFoundError``."""
+    adapter and its options, the tuning policy, and (``check_pretrained``)
+    that a pretrained checkpoint file exists. Raises ``AdapterConfigError``
+    (a ValueError) or ``FileNotFoundError``."""
     backbone = (cfg.get('model') or {}).get('backbone') or {}
     if not str(backbone.get('type', '')).startswith('mmadapter.'):
         return
@@ -21,8 +21,8 @@ def check_backbone_config(cfg: Config) -> None:
     normalize_policy(backbone.get('tuning'), adapter is not None)
     init_cfg = backbone.get('init_cfg') or {}
     path = init_cfg.get('checkpoint') if isinstance(init_cfg, dict) else None
-    if init_cfg.get('type') == 'Pretrained' and path and '://' not in path \
-            and not osp.isfile(path):
+    if check_pretrained and init_cfg.get('type') == 'Pretrained' and path \
+            and '://' not in path and not osp.isfile(path):
         raise FileNotFoundError(
             f'Pretrained backbone checkpoint {path!r} does not exist. '
             'Download it as described in the README ("Pretrained weights") '
