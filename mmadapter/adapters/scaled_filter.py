@@ -1,0 +1,98 @@
+"""Mona's scaled input filter and down projection, lean in backward.
+
+``down_proj(LN(x) * gamma + x * gammax)`` under plain autograd keeps two
+(B, N, C) tensors per Mona for backward: ``LN(x)`` (for gamma's gradient) and
+the filtered input (for the projection's weight gradient). With two Monas in
+every block that is about half a block's activations again. Both are cheap
+elementwise functions of ``x``, which the block keeps anyway, so
+:class:`FilteredProjection` keeps only ``x`` and recomputes them in backward.
+The projection itself is not recomputed, unlike checkpointing the module.
+Values and gradients are those of the plain expression (tested), also under
+autocast.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+def scaled_filter(x: torch.Tensor, norm_weight: torch.Tensor,
+                  norm_bias: torch.Tensor, gamma: torch.Tensor,
+                  gammax: torch.Tensor, eps: float) -> torch.Tensor:
+    """``LN(x) * gamma + x * gammax`` over the last dimension."""
+    normed = F.layer_norm(x, (x.shape[-1], ), norm_weight, norm_bias, eps)
+    return normed * gamma + x * gammax
+
+
+def _autocast_state(device_type: str) -> dict:
+    return dict(device_type=device_type,
+                enabled=torch.is_autocast_enabled(device_type),
+                dtype=torch.get_autocast_dtype(device_type))
+
+
+class FilteredProjection(torch.autograd.Function):
+    """``linear(scaled_filter(x, ...), weight, bias)`` saving only ``x``."""
+
+    @staticmethod
+    def forward(ctx, x, norm_weight, norm_bias, gamma, gammax, weight, bias,
+                eps):
+        filtered = scaled_filter(x, norm_weight, norm_bias, gamma, gammax,
+                                 eps)
+        ctx.eps = eps
+        ctx.autocast = _autocast_state(x.device.type)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.save_for_backward(x, norm_weight, norm_bias, gamma, gammax,
+                              weight)
+        return F.linear(filtered, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, norm_weight, norm_bias, gamma, gammax, weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        leaves = [
+            t.detach().requires_grad_(need) for t, need in zip(
+                (x, norm_weight, norm_bias, gamma, gammax), needs[:5])
+        ]
+        # Same autocast state as the forward, so the recomputed filter has
+        # the forward's values and dtype.
+        with torch.enable_grad(), torch.autocast(**ctx.autocast):
+            filtered = scaled_filter(*leaves, ctx.eps)
+
+        # The linear ran in grad_out's dtype (autocast's, or the inputs').
+        grad_2d = grad_out.flatten(0, -2)
+        grad_weight = grad_bias = None
+        if needs[5]:
+            grad_weight = grad_2d.t().mm(
+                filtered.detach().to(grad_out.dtype).flatten(0, -2)).to(
+                    weight.dtype)
+        if needs[6]:
+            grad_bias = grad_2d.sum(0).to(ctx.bias_dtype)
+
+        filter_grads = [None] * 5
+        wanted = [leaf for leaf, need in zip(leaves, needs[:5]) if need]
+        if wanted:
+            grad_filtered = grad_out.matmul(weight.to(grad_out.dtype))
+            grads = iter(
+                torch.autograd.grad(filtered, wanted,
+                                    grad_filtered.to(filtered.dtype)))
+            filter_grads = [next(grads) if need else None
+                            for need in needs[:5]]
+        return (*filter_grads, grad_weight, grad_bias, None)
+
+
+def filtered_projection(x: torch.Tensor, norm_weight: torch.Tensor,
+                        norm_bias: torch.Tensor, gamma: torch.Tensor,
+                        gammax: torch.Tensor, weight: torch.Tensor,
+                        bias: Optional[torch.Tensor],
+                        eps: float) -> torch.Tensor:
+    """``linear(LN(x) * gamma + x * gammax, weight, bias)``; when a gradient
+    is needed, through :class:`FilteredProjection`."""
+    tensors = (x, norm_weight, norm_bias, gamma, gammax, weight, bias)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in tensors):
+        return FilteredProjection.apply(*tensors, eps)
+    return F.linear(
+        scaled_filter(x, norm_weight, norm_bias, gamma, gammax, eps), weight,
+        bias)
