@@ -229,7 +229,10 @@ def write_results(results, out_dir):
         f'- backbone: {results["arch"]}, input {results["size"]}x'
         f'{results["size"]}, batch 1; Mona op on a 64-channel '
         f'{results["mona_op"]["grid"]}x{results["mona_op"]["grid"]} grid',
-        f'- peak memory: {results["memory_kind"]}', '',
+        f'- peak memory: {results["memory_kind"]}',
+        '- times: median of {mona_op} (Mona op), {train} (training step) '
+        'and {inference} (inference) timed calls, each after one '
+        'warm-up call'.format(**results['timed_calls']), '',
         '## 1. Mona conv stage, forward+backward', '',
         '| reference (s) | fused (s) | speed-up |', '|---|---|---|',
         f'| {results["mona_op"]["reference"]:.4f} | '
@@ -311,8 +314,13 @@ def main():
                                       if device.type == 'cuda' else
                                       'peak RSS growth of a fresh process '
                                       'from before the model is built'))
+    # tens of milliseconds a call: enough repeats for a stable median
+    results['timed_calls'] = dict(
+        mona_op=1 if args.quick else max(10 * repeats, 20), train=repeats,
+        inference=repeats + 2)
     results['mona_op'] = bench_mona_op(16 if args.quick else size // 4,
-                                       device, max(repeats, 3))
+                                       device,
+                                       results['timed_calls']['mona_op'])
     print('Mona op:', results['mona_op'], flush=True)
     train = {}
     for method in ['Full'] + [m for m in args.methods if m != 'Full']:
@@ -329,7 +337,7 @@ def main():
         r['memory_ratio'] = r['peak_mib'] / full['peak_mib']
     results['train'] = train
     results['inference'] = {} if args.skip_inference else bench_inference(
-        arch, size, device, repeats + 2)
+        arch, size, device, results['timed_calls']['inference'])
     print('\n'.join(write_results(results, args.out_dir)))
     plot(results, args.out_dir)
 

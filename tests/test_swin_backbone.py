@@ -1,33 +1,11 @@
-"""AdapterSwinTransformer against the stock mmdet Swin, and the behaviour of
-adapters inside it."""
-import copy
-
+"""AdapterSwinTransformer against the stock mmdet Swin, and Mona's patch
+grid inside it (what both backbones share: tests/test_backbones.py)."""
 import pytest
 import torch
 
-from conftest import stock_tiny_swin, tiny_swin
+from conftest import (assert_outputs_equal, images, stock_tiny_swin,
+                      tiny_swin)
 from mmadapter.adapters import MonaModule
-from mmadapter.backbones import AdaptedSwinBlock
-
-ADAPTERS = {
-    'Mona': dict(type='Mona', bottleneck=16),
-    'Houlsby': dict(type='Houlsby', bottleneck=16),
-    'AdaptFormer': dict(type='AdaptFormer', bottleneck=16),
-    'LoRA': dict(type='LoRA', rank=4, targets=('q', 'v', 'proj', 'fc1')),
-    'LoRand': dict(type='LoRand'),
-}
-
-
-def images(h=64, w=64, batch=2):
-    return torch.randn(batch, 3, h, w)
-
-
-def assert_outputs_equal(a, b, atol=0.0):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.shape == y.shape
-        torch.testing.assert_close(x, y, atol=atol, rtol=0 if not atol else
-                                   1e-5)
 
 
 def test_no_adapter_is_the_stock_swin():
@@ -40,47 +18,6 @@ def test_no_adapter_is_the_stock_swin():
     stock.eval(), ours.eval()
     x = images(70, 90)
     assert_outputs_equal(ours(x), stock(x))
-
-
-@pytest.mark.parametrize('name', sorted(ADAPTERS))
-def test_adapters_only_add_keys(name):
-    stock_keys = set(stock_tiny_swin().state_dict())
-    model = tiny_swin(adapter=ADAPTERS[name])
-    keys = set(model.state_dict())
-    assert stock_keys <= keys
-    added = keys - stock_keys
-    assert added and all('adapters.' in k or '.lora.' in k for k in added)
-    assert all(isinstance(b, AdaptedSwinBlock)
-               for _, b, _ in model.blocks())
-
-
-@pytest.mark.parametrize('adapter', [
-    dict(type='LoRA', rank=4, targets=('q', 'k', 'v', 'proj', 'fc1', 'fc2')),
-    dict(type='AdaptFormer', bottleneck=16),
-    dict(type='Houlsby', bottleneck=16, init='lora'),
-])
-def test_zero_initialised_adapters_start_at_the_base_model(adapter):
-    stock = stock_tiny_swin()
-    stock.init_weights()
-    model = tiny_swin(adapter=adapter)
-    model.init_weights()  # stock random init, then the adapters' own init
-    model.load_state_dict(stock.state_dict(), strict=False)
-    stock.eval(), model.eval()
-    x = images(64, 96)
-    assert_outputs_equal(model(x), stock(x))
-
-
-def test_mona_changes_the_output_but_only_slightly_at_init():
-    stock = stock_tiny_swin()
-    stock.init_weights()
-    model = tiny_swin(adapter=dict(type='Mona'))
-    model.init_weights()
-    model.load_state_dict(stock.state_dict(), strict=False)
-    stock.eval(), model.eval()
-    x = images()
-    for a, b in zip(model(x), stock(x)):
-        assert not torch.equal(a, b)
-        assert (a - b).abs().max() < 0.5 * b.abs().max()
 
 
 @pytest.mark.parametrize('h,w', [(64, 64), (100, 156), (36, 220)])
@@ -116,31 +53,6 @@ def test_mona_spatial_layout_is_row_major():
     expected = x + mona.up_proj(
         mona.act(expected_grid.flatten(2).transpose(1, 2)))
     torch.testing.assert_close(y, expected)
-
-
-@pytest.mark.parametrize('name', sorted(ADAPTERS))
-def test_gradient_checkpointing_matches(name):
-    plain = tiny_swin(adapter=ADAPTERS[name])
-    plain.init_weights()
-    ckpt = copy.deepcopy(plain)
-    for _, block, _ in ckpt.blocks():
-        block.with_cp = True
-    for model in (plain, ckpt):
-        for m in model.modules():  # dropout off, checkpointing still active
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
-        model.train()
-    x = images(batch=1)
-    grads = []
-    for model in (plain, ckpt):
-        loss = sum(o.square().mean() for o in model(x))
-        loss.backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
-                      if p.requires_grad})
-    assert grads[0].keys() == grads[1].keys() and grads[0]
-    for n in grads[0]:
-        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-6,
-                                   rtol=1e-4)
 
 
 def test_stock_swin_with_cp_unchanged():

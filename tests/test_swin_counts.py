@@ -2,21 +2,9 @@
 analytic counts of METHODS.md."""
 import pytest
 
+from conftest import PAPER_METHODS
 from mmadapter.backbones import AdapterSwinTransformer
 from swin_counts import ARCHS, expected_trainable, swin_total
-
-METHOD_CONFIGS = {
-    'Full': dict(adapter=None, tuning='full'),
-    'Fixed': dict(adapter=None, tuning='fixed'),
-    'BitFit': dict(adapter=None, tuning='bitfit'),
-    'NormTuning': dict(adapter=None, tuning='norm'),
-    'Partial-1': dict(adapter=None, tuning='partial-1'),
-    'Mona': dict(adapter=dict(type='Mona', bottleneck=64)),
-    'Houlsby': dict(adapter=dict(type='Houlsby', bottleneck=64)),
-    'AdaptFormer': dict(adapter=dict(type='AdaptFormer', bottleneck=64)),
-    'LoRA': dict(adapter=dict(type='LoRA', rank=64, alpha=1)),
-    'LoRand': dict(adapter=dict(type='LoRand')),
-}
 
 
 def build(arch, **kwargs):
@@ -24,9 +12,9 @@ def build(arch, **kwargs):
 
 
 @pytest.mark.parametrize('arch', sorted(ARCHS))
-@pytest.mark.parametrize('method', sorted(METHOD_CONFIGS))
+@pytest.mark.parametrize('method', sorted(PAPER_METHODS))
 def test_trainable_count_matches_analytic(arch, method):
-    model = build(arch, **METHOD_CONFIGS[method])
+    model = build(arch, **PAPER_METHODS[method])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == expected_trainable(method, ARCHS[arch])
 

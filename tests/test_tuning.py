@@ -3,7 +3,7 @@ and get no gradient or optimizer state; the trained ones move."""
 import pytest
 import torch
 
-from conftest import tiny_swin
+from conftest import tiny_swin, tiny_vit
 from mmadapter.analysis import parameter_report
 
 CASES = {
@@ -19,26 +19,30 @@ CASES = {
 }
 
 
-def train_steps(model, steps=3):
+def train_steps(model, steps=3, size=(64, 64)):
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.05)
     for _ in range(steps):
         optimizer.zero_grad()
-        loss = sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64)))
+        loss = sum(o.square().mean()
+                   for o in model(torch.randn(2, 3, *size)))
         loss.backward()
         optimizer.step()
     return optimizer
 
 
 @pytest.mark.parametrize('name', sorted(CASES))
-def test_only_trainable_weights_change(name):
-    model = tiny_swin(**CASES[name])
+@pytest.mark.parametrize('build', [tiny_swin, tiny_vit], ids=['swin', 'vit'])
+def test_only_trainable_weights_change(build, name):
+    model = build(**CASES[name], drop_path_rate=0.1)
     model.init_weights()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable
-    train_steps(model)
+    if 'adapter' in CASES[name]:
+        assert trainable == set(model.adapter_state_keys())
+    train_steps(model, size=(48, 80))
     for n, p in model.named_parameters():
         if n in trainable:
             continue

@@ -8,52 +8,16 @@ import os.path as osp
 import pytest
 import torch
 
+from conftest import (PAPER_METHODS, TINY_VIT, assert_outputs_equal, images,
+                      stock_tiny_vit, tiny_vit)
 from mmadapter.adapters import AdapterConfigError, MonaModule
 from mmadapter.backbones import AdaptedViTLayer, AdapterViT
 from mmadapter.backbones.vit import CheckpointedViTLayer
 from mmadapter.pretrained import CheckpointMismatchError
 
-TINY_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2,
-                 feedforward_channels=64)
-TINY = dict(arch=TINY_ARCH, img_size=64, patch_size=8, out_type='featmap',
-            out_indices=[1, 3])
-ADAPTERS = {
-    'Mona': dict(type='Mona', bottleneck=16),
-    'Houlsby': dict(type='Houlsby', bottleneck=16),
-    'AdaptFormer': dict(type='AdaptFormer', bottleneck=16),
-    'LoRA': dict(type='LoRA', rank=4, targets=('q', 'v', 'proj', 'fc1')),
-    'LoRand': dict(type='LoRand'),
-}
+TINY_ARCH = TINY_VIT['arch']
 CONFIGS = sorted(glob.glob(osp.join(osp.dirname(__file__), '..', 'configs',
                                     'vit', '*.py')))
-
-
-def tiny_vit(**kwargs):
-    return AdapterViT(**{**TINY, **kwargs})
-
-
-def stock_tiny_vit(**kwargs):
-    from mmpretrain.models import VisionTransformer
-    return VisionTransformer(**{**TINY, **kwargs})
-
-
-def images(h=64, w=64, batch=2):
-    return torch.randn(batch, 3, h, w)
-
-
-def assert_outputs_equal(a, b, atol=0.0):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.shape == y.shape
-        torch.testing.assert_close(x, y, atol=atol, rtol=0 if not atol else
-                                   1e-5)
-
-
-def no_dropout(model):
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-    return model
 
 
 # -- drop-in equivalence --------------------------------------------------
@@ -78,50 +42,6 @@ def test_no_adapter_is_the_stock_vit(options, with_cp):
     stock.eval(), ours.eval()
     x = images(72, 104)
     assert_outputs_equal(ours(x), stock(x))
-
-
-@pytest.mark.parametrize('name', sorted(ADAPTERS))
-def test_adapters_only_add_keys(name):
-    stock_keys = set(stock_tiny_vit().state_dict())
-    model = tiny_vit(adapter=ADAPTERS[name])
-    keys = set(model.state_dict())
-    assert stock_keys <= keys
-    added = keys - stock_keys
-    assert added and all('adapters.' in k or '.lora.' in k for k in added)
-    assert all(isinstance(b, AdaptedViTLayer) for _, b, _ in model.blocks())
-    assert [p for p, _, _ in model.blocks()] == [
-        f'layers.{i}' for i in range(4)]
-
-
-@pytest.mark.parametrize('adapter', [
-    dict(type='LoRA', rank=4, targets=('q', 'k', 'v', 'proj', 'fc1', 'fc2')),
-    dict(type='AdaptFormer', bottleneck=16),
-    dict(type='Houlsby', bottleneck=16, init='lora'),
-])
-@pytest.mark.parametrize('layer_scale', [0.0, 0.1])
-def test_zero_initialised_adapters_start_at_the_base_model(adapter,
-                                                           layer_scale):
-    stock = stock_tiny_vit(layer_scale_init_value=layer_scale)
-    stock.init_weights()
-    model = tiny_vit(adapter=adapter, layer_scale_init_value=layer_scale)
-    model.init_weights()  # stock random init, then the adapters' own init
-    model.load_state_dict(stock.state_dict(), strict=False)
-    stock.eval(), model.eval()
-    x = images(64, 96)
-    assert_outputs_equal(model(x), stock(x))
-
-
-def test_mona_changes_the_output_but_only_slightly_at_init():
-    stock = stock_tiny_vit()
-    stock.init_weights()
-    model = tiny_vit(adapter=dict(type='Mona'))
-    model.init_weights()
-    model.load_state_dict(stock.state_dict(), strict=False)
-    stock.eval(), model.eval()
-    x = images()
-    for a, b in zip(model(x), stock(x)):
-        assert not torch.equal(a, b)
-        assert (a - b).abs().max() < 0.5 * b.abs().max()
 
 
 def test_adapter_on_a_swiglu_vit_is_refused():
@@ -206,18 +126,6 @@ def test_non_square_inputs_and_pos_embed_interpolation(h, w):
 # -- trainable parameters ---------------------------------------------------
 
 VIT_ARCHS = {'vit-b': (768, 12), 'vit-l': (1024, 24)}
-METHOD_CONFIGS = {
-    'Full': dict(adapter=None, tuning='full'),
-    'Fixed': dict(adapter=None, tuning='fixed'),
-    'BitFit': dict(adapter=None, tuning='bitfit'),
-    'NormTuning': dict(adapter=None, tuning='norm'),
-    'Partial-1': dict(adapter=None, tuning='partial-1'),
-    'Mona': dict(adapter=dict(type='Mona', bottleneck=64)),
-    'Houlsby': dict(adapter=dict(type='Houlsby', bottleneck=64)),
-    'AdaptFormer': dict(adapter=dict(type='AdaptFormer', bottleneck=64)),
-    'LoRA': dict(adapter=dict(type='LoRA', rank=64, alpha=1)),
-    'LoRand': dict(adapter=dict(type='LoRand')),
-}
 
 
 def vit_layer_params(c):
@@ -255,11 +163,11 @@ def expected_vit_trainable(method, c, layers):
 
 
 @pytest.mark.parametrize('arch', sorted(VIT_ARCHS))
-@pytest.mark.parametrize('method', sorted(METHOD_CONFIGS))
+@pytest.mark.parametrize('method', sorted(PAPER_METHODS))
 def test_trainable_count_matches_analytic(arch, method):
     with torch.device('meta'):  # shapes only: ViT-L builds instantly
         model = AdapterViT(arch=arch[-1], out_type='featmap',
-                           **METHOD_CONFIGS[method])
+                           **PAPER_METHODS[method])
     c, layers = VIT_ARCHS[arch]
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -274,31 +182,6 @@ def test_vit_b_total_is_the_known_size():
     assert vit_total(768, 12) == 85_798_656  # ViT-B/16 without the head
 
 
-@pytest.mark.parametrize('name', sorted(ADAPTERS))
-def test_frozen_weights_stay_bit_identical(name):
-    model = tiny_vit(adapter=ADAPTERS[name], drop_path_rate=0.1)
-    model.init_weights()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-2, weight_decay=0.05)
-    model.train()
-    for _ in range(3):
-        optimizer.zero_grad()
-        loss = sum(o.square().mean() for o in model(images(48, 80)))
-        loss.backward()
-        optimizer.step()
-    adapter_keys = set(model.adapter_state_keys())
-    assert adapter_keys
-    for n, p in model.named_parameters():
-        if n in adapter_keys:
-            assert p.requires_grad
-        else:
-            assert not p.requires_grad and p.grad is None
-            assert torch.equal(p, before[n]), n
-    assert any(not torch.equal(p, before[n])
-               for n, p in model.named_parameters() if n in adapter_keys)
-
-
 def test_partial_n_counts_vit_layers():
     model = tiny_vit(tuning='partial-2')
     trainable = {n.split('.')[1] for n, p in model.named_parameters()
@@ -307,28 +190,6 @@ def test_partial_n_counts_vit_layers():
 
 
 # -- gradient checkpointing -------------------------------------------------
-
-@pytest.mark.parametrize('name', sorted(ADAPTERS) + [None])
-def test_gradient_checkpointing_gives_the_same_gradients(name):
-    plain = tiny_vit(adapter=ADAPTERS.get(name), drop_path_rate=0.2)
-    plain.init_weights()
-    ckpt = tiny_vit(adapter=ADAPTERS.get(name), drop_path_rate=0.2,
-                    with_cp=True)
-    ckpt.load_state_dict(plain.state_dict(), strict=True)
-    x = images(48, 80, batch=2)
-    grads = []
-    for model in (plain, ckpt):
-        no_dropout(model).train()
-        torch.manual_seed(3)  # the same drop-path masks for both
-        loss = sum(o.square().mean() for o in model(x))
-        loss.backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
-                      if p.requires_grad})
-    assert grads[0].keys() == grads[1].keys() and grads[0]
-    for n in grads[0]:
-        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-6,
-                                   rtol=1e-4)
-
 
 @pytest.mark.parametrize('adapter', [None, dict(type='Mona', bottleneck=8)])
 def test_checkpointing_is_used_in_training_only(adapter, monkeypatch):

@@ -47,7 +47,7 @@ class AdapterModule(nn.Module):
     """
 
     def reset_parameters(self) -> None:
-        """Re-initialise as the method specifies (called after backbone init)."""
+        """Re-initialise as the method specifies (after backbone init)."""
         raise NotImplementedError
 
 

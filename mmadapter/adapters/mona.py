@@ -214,4 +214,3 @@ class Mona(AdapterSpec):
                              self.activation, self.fused, self.recompute)
             for site in self.sites
         }
-
