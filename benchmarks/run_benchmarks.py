@@ -67,17 +67,23 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fn, device, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def round_robin_times(calls, device, repeats, warmup_rounds=1):
+    """Median seconds of each of ``calls`` (name -> function), timed in turn.
+
+    One round calls every function once; a change in the machine's speed
+    during the run (other tenants, clock changes) then hits all of them
+    alike instead of skewing a ratio.
+    """
+    times = {name: [] for name in calls}
+    for round_ in range(warmup_rounds + repeats):
+        for name, fn in calls.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            if round_ >= warmup_rounds:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def build_backbone(arch, method):
@@ -118,13 +124,13 @@ def current_rss_kb():
         return int(f.read().split()[1]) * resource.getpagesize() // 1024
 
 
-def measure_train_step(arch, method, size, device_name, repeats, queue=None):
-    """Median step time (s) and peak memory (MiB) of training steps.
+def measure_peak_memory(arch, method, size, device_name, queue=None):
+    """Peak memory (MiB) of training steps, and the trainable count.
 
-    Peak memory counts everything training holds: weights, gradients,
-    optimizer state and activations (CUDA: peak allocated; CPU: growth of
-    the peak resident set over the process's state before the model was
-    built).
+    Counts everything training holds: weights, gradients, optimizer state
+    and activations (CUDA: peak allocated; CPU: growth of the peak resident
+    set over the process's state before the model was built, so each method
+    runs in a fresh process).
     """
     torch.manual_seed(0)
     device = torch.device(device_name)
@@ -135,21 +141,37 @@ def measure_train_step(arch, method, size, device_name, repeats, queue=None):
     else:
         base_kb = current_rss_kb()
     model = build_backbone(arch, method).to(device).train()
-    optimizer = make_optimizer(model)
-    x = torch.randn(1, 3, size, size, device=device)
-    step = train_step_fn(model, x, optimizer)
-    seconds = timed(step, device, repeats, warmup=1)
+    step = train_step_fn(model, torch.randn(1, 3, size, size, device=device),
+                         make_optimizer(model))
+    for _ in range(2):  # the second step holds the optimizer state too
+        step()
+    sync(device)
     if device.type == 'cuda':
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss -
                 base_kb) / 1024
-    result = dict(seconds=seconds, peak_mib=peak,
+    result = dict(peak_mib=peak,
                   trainable=sum(p.numel() for p in model.parameters()
                                 if p.requires_grad))
     if queue is not None:
         queue.put(result)
     return result
+
+
+def measure_step_times(arch, methods, size, device_name, repeats):
+    """Median training-step time (s) of each method, all models in this
+    process taking their steps in turn. Two warm-up rounds: the first step
+    allocates the optimizer state and the allocator settles on the second.
+    """
+    device = torch.device(device_name)
+    steps = {}
+    for method in methods:
+        torch.manual_seed(0)
+        model = build_backbone(arch, method).to(device).train()
+        x = torch.randn(1, 3, size, size, device=device)
+        steps[method] = train_step_fn(model, x, make_optimizer(model))
+    return round_robin_times(steps, device, repeats, warmup_rounds=2)
 
 
 def in_subprocess(fn, *args):
@@ -168,36 +190,31 @@ def bench_mona_op(size, device, repeats):
     # channels-last, as Mona lays out its tokens
     x = torch.randn(1, size, size, 64, device=device).permute(0, 3, 1, 2)
     x.requires_grad_(True)
-    times = {}
-    for fused in (False, True):
+
+    def step(fused):
         op.fused = fused
+        op(x).square().mean().backward()
 
-        def step():
-            op(x).square().mean().backward()
-
-        times['fused' if fused else 'reference'] = timed(step, device,
-                                                          repeats)
+    times = round_robin_times({'reference': lambda: step(False),
+                               'fused': lambda: step(True)}, device, repeats)
     return dict(grid=size, **times,
                 speedup=times['reference'] / times['fused'])
 
 
 def bench_inference(arch, size, device, repeats):
     x = torch.randn(1, 3, size, size, device=device)
-    results = {}
     models = {'stock': AdapterSwinTransformer(**arch)}
     for method in ('Mona', 'LoRA', 'AdaptFormer', 'Houlsby', 'LoRand'):
         models[method] = AdapterSwinTransformer(**arch, **METHODS[method])
     merged = AdapterSwinTransformer(**arch, **METHODS['LoRA'])
     merged.merge_lora()
     models['LoRA (merged)'] = merged
+    for model in models.values():
+        model.to(device).eval()
     with torch.no_grad():
-        for name, model in models.items():
-            model.to(device).eval()
-            results[name] = timed(lambda: model(x), device, repeats)
-    # Interleave a second stock measurement to bound the noise.
-    with torch.no_grad():
-        results['stock'] = min(results['stock'], timed(
-            lambda: models['stock'](x), device, repeats))
+        results = round_robin_times(
+            {name: (lambda model=model: model(x))
+             for name, model in models.items()}, device, repeats)
     return {name: dict(seconds=t, ratio=t / results['stock'])
             for name, t in results.items()}
 
@@ -230,9 +247,10 @@ def write_results(results, out_dir):
         f'{results["size"]}, batch 1; Mona op on a 64-channel '
         f'{results["mona_op"]["grid"]}x{results["mona_op"]["grid"]} grid',
         f'- peak memory: {results["memory_kind"]}',
-        '- times: median of {mona_op} (Mona op), {train} (training step) '
-        'and {inference} (inference) timed calls, each after one '
-        'warm-up call'.format(**results['timed_calls']), '',
+        '- times: median of {mona_op} (Mona op), {train} (training step) and '
+        '{inference} (inference) timed calls, the functions compared taking '
+        'their calls in turn in one process, after warm-up calls'.format(
+            **results['timed_calls']), '',
         '## 1. Mona conv stage, forward+backward', '',
         '| reference (s) | fused (s) | speed-up |', '|---|---|---|',
         f'| {results["mona_op"]["reference"]:.4f} | '
@@ -297,14 +315,12 @@ def main():
                         help='training-step methods to measure (Full is '
                         'always measured)')
     parser.add_argument('--skip-inference', action='store_true')
-    parser.add_argument('--amp', action='store_true',
-                        help='CUDA: fp16 autocast for the training steps')
     args = parser.parse_args()
     device = torch.device(args.device)
     arch, arch_name = (SWIN_TINY, 'Swin tiny test arch') if args.quick \
         else (SWIN_B, 'Swin-B')
     size = args.size or (64 if args.quick else 512)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 5)
     tag = ('quick_' if args.quick else '') + f'{device.type}_{size}'
     results = dict(tag=tag, machine=machine_name(device),
                    torch=torch.__version__, device=str(device),
@@ -322,19 +338,23 @@ def main():
                                        device,
                                        results['timed_calls']['mona_op'])
     print('Mona op:', results['mona_op'], flush=True)
+    methods = ['Full'] + [m for m in args.methods if m != 'Full']
     train = {}
-    for method in ['Full'] + [m for m in args.methods if m != 'Full']:
+    for method in methods:
         if device.type == 'cuda':
-            r = measure_train_step(arch, method, size, args.device, repeats)
+            train[method] = measure_peak_memory(arch, method, size,
+                                                args.device)
+            torch.cuda.empty_cache()
         else:
-            r = in_subprocess(measure_train_step, arch, method, size,
-                              args.device, repeats)
-        train[method] = r
+            train[method] = in_subprocess(measure_peak_memory, arch, method,
+                                          size, args.device)
+        print(method, train[method], flush=True)
+    seconds = measure_step_times(arch, methods, size, args.device, repeats)
+    for method, r in train.items():
+        r['seconds'] = seconds[method]
+        r['time_ratio'] = r['seconds'] / seconds['Full']
+        r['memory_ratio'] = r['peak_mib'] / train['Full']['peak_mib']
         print(method, r, flush=True)
-    full = train['Full']
-    for r in train.values():
-        r['time_ratio'] = r['seconds'] / full['seconds']
-        r['memory_ratio'] = r['peak_mib'] / full['peak_mib']
     results['train'] = train
     results['inference'] = {} if args.skip_inference else bench_inference(
         arch, size, device, results['timed_calls']['inference'])

@@ -20,15 +20,29 @@ from torch.autograd.function import once_differentiable
 def scaled_filter(x: torch.Tensor, norm_weight: torch.Tensor,
                   norm_bias: torch.Tensor, gamma: torch.Tensor,
                   gammax: torch.Tensor, eps: float) -> torch.Tensor:
-    """``LN(x) * gamma + x * gammax`` over the last dimension."""
-    normed = F.layer_norm(x, (x.shape[-1], ), norm_weight, norm_bias, eps)
-    return normed * gamma + x * gammax
+    """``LN(x) * gamma + x * gammax`` over the last dimension.
+
+    gamma is folded into LN's affine parameters (C-sized products) and the
+    second term is added in the same pass (addcmul): two passes over x
+    instead of four, and fewer in backward.
+    """
+    normed = F.layer_norm(x, (x.shape[-1], ), norm_weight * gamma,
+                          norm_bias * gamma, eps)
+    return torch.addcmul(normed, x, gammax)
 
 
 def _autocast_state(device_type: str) -> dict:
+    if hasattr(torch, 'get_autocast_dtype'):  # torch >= 2.4
+        return dict(device_type=device_type,
+                    enabled=torch.is_autocast_enabled(device_type),
+                    dtype=torch.get_autocast_dtype(device_type))
+    if device_type == 'cpu':
+        return dict(device_type='cpu',
+                    enabled=torch.is_autocast_cpu_enabled(),
+                    dtype=torch.get_autocast_cpu_dtype())
     return dict(device_type=device_type,
-                enabled=torch.is_autocast_enabled(device_type),
-                dtype=torch.get_autocast_dtype(device_type))
+                enabled=torch.is_autocast_enabled(),
+                dtype=torch.get_autocast_gpu_dtype())
 
 
 class FilteredProjection(torch.autograd.Function):
