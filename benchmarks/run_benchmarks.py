@@ -16,10 +16,12 @@ state, activations): ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
 growth of the peak resident memory of a fresh subprocess per method from
 before the model is built.
 
-Writes ``RESULTS.md`` (a table, naming the machine, torch version and input
-sizes), ``results.json`` and ``tradeoff.png`` into ``--out-dir``.
+Writes ``RESULTS_<run>.md`` (a table, naming the machine, torch version and
+input sizes), ``results_<run>.json`` and ``tradeoff_<run>.png`` into
+``--out-dir``, and ``RESULTS.md`` there: one row per run found in it.
 """
 import argparse
+import glob
 import json
 import multiprocessing as mp
 import os
@@ -279,6 +281,49 @@ def write_results(results, out_dir):
     return lines
 
 
+def write_index(out_dir):
+    """``RESULTS.md``: one row per run whose ``results_*.json`` is in
+    ``out_dir`` (each run's own table is ``RESULTS_<tag>.md``)."""
+    runs = []
+    for path in sorted(glob.glob(osp.join(out_dir, 'results_*.json'))):
+        with open(path) as f:
+            run = json.load(f)
+        run['name'] = osp.basename(path)[len('results_'):-len('.json')]
+        if run.get('note'):  # e.g. what changed since the run was made
+            run['name'] += f' ({run["note"]})'
+        runs.append(run)
+    shown = [m for m in TARGETS if any(m in r['train'] for r in runs)]
+
+    def ratios(run, method):
+        r = run['train'].get(method)
+        return (f'{r["time_ratio"]:.2f}x / {r["memory_ratio"]:.2f}x'
+                if r else '-')
+
+    lines = [
+        '# Benchmark results', '',
+        'One row per run (`python benchmarks/run_benchmarks.py`); each run\'s '
+        'full table is `RESULTS_<run>.md`, its numbers `results_<run>.json`. '
+        'Training columns: step time / peak memory vs Full fine-tuning, '
+        'batch 1. Targets (issue #6): Mona <= 0.80x / 0.75x; LoRA, '
+        'AdaptFormer, Houlsby <= 0.75x / 0.70x; fused Mona op >= 1.8x; LoRA '
+        'merged inference within 2% of the stock backbone.', '',
+        '| run | machine | torch | backbone, input | fused Mona op | ' +
+        ' | '.join(shown) + ' | LoRA merged inference |',
+        '|' + '---|' * (6 + len(shown)),
+    ]
+    for run in runs:
+        merged = run.get('inference', {}).get('LoRA (merged)')
+        merged = f'{merged["ratio"]:.3f}x' if merged else '-'
+        lines.append(
+            f'| {run["name"]} | {run["machine"]} | {run["torch"]} | '
+            f'{run["arch"]}, {run["size"]}x{run["size"]} | '
+            f'{run["mona_op"]["speedup"]:.2f}x | ' +
+            ' | '.join(ratios(run, m) for m in shown) +
+            f' | {merged} |')
+    with open(osp.join(out_dir, 'RESULTS.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
 def plot(results, out_dir):
     import matplotlib
     matplotlib.use('Agg')
@@ -360,6 +405,7 @@ def main():
         arch, size, device, results['timed_calls']['inference'])
     print('\n'.join(write_results(results, args.out_dir)))
     plot(results, args.out_dir)
+    write_index(args.out_dir)
 
 
 if __name__ == '__main__':
