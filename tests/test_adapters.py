@@ -32,6 +32,20 @@ def test_fused_mona_matches_reference_values_and_gradients(kernel_sizes):
                                    rtol=1e-4)
 
 
+def test_fused_identities_are_not_saved_and_survive_meta_init():
+    with torch.device('meta'):
+        op = MonaOp(8)
+    op = op.to_empty(device='cpu')  # buffers now hold whatever memory held
+    op.reset_parameters()
+    assert list(op.state_dict()) == [
+        f'{m}.{p}' for m in ('conv1', 'conv2', 'conv3', 'projector')
+        for p in ('weight', 'bias')]
+    x = torch.randn(1, 8, 5, 6)
+    fused = op(x)
+    op.fused = False
+    torch.testing.assert_close(fused, op(x), atol=1e-5, rtol=1e-5)
+
+
 def test_mona_structure_and_init():
     mona = MonaModule(96)
     assert sum(p.numel() for p in mona.parameters()) == 133 * 96 + 9728

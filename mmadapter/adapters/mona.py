@@ -42,6 +42,15 @@ class MonaOp(nn.Module):
                 nn.Conv2d(channels, channels, k, padding=k // 2,
                           groups=channels))
         self.projector = nn.Conv2d(channels, channels, 1)
+        # The identities the fused kernels add, built once (not saved).
+        k_max = max(self.kernel_sizes)
+        self.register_buffer('dw_identity',
+                             torch.empty(channels, 1, k_max, k_max),
+                             persistent=False)
+        self.register_buffer('pw_identity',
+                             torch.empty(channels, channels, 1, 1),
+                             persistent=False)
+        self._fill_identities()
 
     @property
     def depthwise_convs(self):
@@ -63,18 +72,17 @@ class MonaOp(nn.Module):
         """(depthwise kernel, bias, 1x1 weight, bias) of the fused form."""
         convs = self.depthwise_convs
         k_max = max(self.kernel_sizes)
-        kernel = 0
-        for conv in convs:
-            pad = (k_max - conv.kernel_size[0]) // 2
-            kernel = kernel + F.pad(conv.weight, (pad, pad, pad, pad))
-        kernel = kernel / len(convs)
-        identity = torch.zeros_like(kernel)
-        identity[:, :, k_max // 2, k_max // 2] = 1
-        dw_bias = sum(conv.bias for conv in convs) / len(convs)
-        channels = self.projector.weight.shape[0]
-        eye = torch.eye(channels, dtype=kernel.dtype, device=kernel.device)
-        pw_weight = self.projector.weight + eye.view(channels, channels, 1, 1)
-        return kernel + identity, dw_bias, pw_weight, self.projector.bias
+        kernels = [
+            conv.weight if conv.kernel_size[0] == k_max else F.pad(
+                conv.weight, [(k_max - conv.kernel_size[0]) // 2] * 4)
+            for conv in convs
+        ]
+        # Few, whole-tensor ops: on GPUs at small batch sizes every op here
+        # is a kernel launch per Mona per step.
+        kernel = torch.stack(kernels).mean(0) + self.dw_identity
+        dw_bias = torch.stack([conv.bias for conv in convs]).mean(0)
+        pw_weight = self.projector.weight + self.pw_identity
+        return kernel, dw_bias, pw_weight, self.projector.bias
 
     def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:
         dw_w, dw_b, pw_w, pw_b = self.fused_weights()
@@ -82,9 +90,17 @@ class MonaOp(nn.Module):
                      groups=x.shape[1])
         return F.conv2d(x, pw_w, pw_b)
 
+    @torch.no_grad()
+    def _fill_identities(self) -> None:
+        k_max = self.dw_identity.shape[-1]
+        self.dw_identity.zero_()[:, :, k_max // 2, k_max // 2] = 1
+        self.pw_identity.zero_()
+        self.pw_identity.view(self.pw_identity.shape[:2]).fill_diagonal_(1)
+
     def reset_parameters(self) -> None:
         for conv in self.depthwise_convs + [self.projector]:
             conv.reset_parameters()
+        self._fill_identities()  # also after building on the meta device
 
 
 class MonaModule(AdapterModule):
@@ -150,7 +166,8 @@ class MonaModule(AdapterModule):
         # channels-last (a free view): oneDNN's depthwise backward is ~15x
         # faster in that layout. On GPU, cuDNN's contiguous layout measured
         # faster (benchmarks/RESULTS_cuda_512.md).
-        patches = h[:, num_extra:].reshape(B, H, W, C).permute(0, 3, 1, 2)
+        patches = h[:, num_extra:] if num_extra else h
+        patches = patches.reshape(B, H, W, C).permute(0, 3, 1, 2)
         if patches.is_cuda:
             patches = patches.contiguous()
         patches = self.mona_op(patches).permute(0, 2, 3, 1).reshape(
