@@ -46,6 +46,17 @@ def test_fused_identities_are_not_saved_and_survive_meta_init():
     torch.testing.assert_close(fused, op(x), atol=1e-5, rtol=1e-5)
 
 
+def test_mona_gradients_follow_the_parameter_layout():
+    """DDP copies (and warns about) gradients whose strides differ from
+    their parameter's; the fused kernels must not produce such gradients."""
+    mona = MonaModule(32, bottleneck=16).train()
+    mona(torch.randn(1, 64, 32, requires_grad=True), (8, 8)).square() \
+        .mean().backward()
+    mismatched = [n for n, p in mona.named_parameters()
+                  if p.grad.stride() != p.stride()]
+    assert mismatched == []
+
+
 def test_mona_structure_and_init():
     mona = MonaModule(96)
     assert sum(p.numel() for p in mona.parameters()) == 133 * 96 + 9728

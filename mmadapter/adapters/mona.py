@@ -72,14 +72,16 @@ class MonaOp(nn.Module):
         """(depthwise kernel, bias, 1x1 weight, bias) of the fused form."""
         convs = self.depthwise_convs
         k_max = max(self.kernel_sizes)
+        # The kernels as (C, k, k): their gradients then come back with the
+        # parameters' strides, as DDP's gradient buckets expect.
+        kernels = [conv.weight.flatten(0, 1) for conv in convs]
         kernels = [
-            conv.weight if conv.kernel_size[0] == k_max else F.pad(
-                conv.weight, [(k_max - conv.kernel_size[0]) // 2] * 4)
-            for conv in convs
+            k if k.shape[-1] == k_max else F.pad(
+                k, [(k_max - k.shape[-1]) // 2] * 4) for k in kernels
         ]
         # Few, whole-tensor ops: on GPUs at small batch sizes every op here
         # is a kernel launch per Mona per step.
-        kernel = torch.stack(kernels).mean(0) + self.dw_identity
+        kernel = torch.stack(kernels).mean(0).unsqueeze(1) + self.dw_identity
         dw_bias = torch.stack([conv.bias for conv in convs]).mean(0)
         pw_weight = self.projector.weight + self.pw_identity
         return kernel, dw_bias, pw_weight, self.projector.bias
