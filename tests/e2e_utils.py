@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 import pytest
 from mmengine.config import Config
 
-from mmadapter.engine.data_paths import leaf_datasets
+from mmadapter.engine.data_paths import EVALUATORS, LOADERS, config_datasets
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')
@@ -22,8 +22,6 @@ TOY_CONFIGS = dict(
     voc=osp.join(REPO, 'configs', 'toy', 'retinanet_swin_toy_voc.py'),
     coco=osp.join(REPO, 'configs', 'toy', 'cascade_swin_toy_coco.py'),
     ade20k=osp.join(REPO, 'configs', 'toy', 'upernet_swin_toy_ade20k.py'))
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-EVALUATORS = ('val_evaluator', 'test_evaluator')
 
 
 @functools.lru_cache()
@@ -78,13 +76,9 @@ def data_root_options(config: str, data_root: str) -> List[str]:
     (and evaluator annotation files under the old root) at ``data_root``."""
     cfg = Config.fromfile(config)
     options, old_roots = [], set()
-    for loader in LOADERS:
-        if not cfg.get(loader):
-            continue
-        for key, dataset in leaf_datasets(cfg[loader].dataset,
-                                          f'{loader}.dataset'):
-            old_roots.add(dataset.get('data_root') or '')
-            options.append(f'{key}.data_root={data_root}')
+    for key, dataset in config_datasets(cfg, LOADERS):
+        old_roots.add(dataset.get('data_root') or '')
+        options.append(f'{key}.data_root={data_root}')
     for evaluator in EVALUATORS:
         metric = cfg.get(evaluator)
         ann_file = metric.get('ann_file') if isinstance(metric, dict) \

@@ -34,6 +34,25 @@ def leaf_datasets(dataset_cfg, path: str) -> Iterator[Tuple[str, dict]]:
         yield path, dataset_cfg
 
 
+def config_datasets(cfg: Config,
+                    loaders: Sequence[str]) -> Iterator[Tuple[str, dict]]:
+    """:func:`leaf_datasets` of the named dataloaders of ``cfg`` (absent
+    ones, or ones without a dataset, are skipped)."""
+    for loader in loaders:
+        loader_cfg = cfg.get(loader)
+        if loader_cfg and loader_cfg.get('dataset'):
+            yield from leaf_datasets(loader_cfg['dataset'],
+                                     f'{loader}.dataset')
+
+
+def evaluator_metrics(evaluator_cfg) -> list:
+    """The metric configs of an evaluator setting: one metric or a list."""
+    if not evaluator_cfg:
+        return []
+    return list(evaluator_cfg) if isinstance(evaluator_cfg, (list, tuple)) \
+        else [evaluator_cfg]
+
+
 def _is_remote(path: str, dataset_cfg: dict) -> bool:
     backend = (dataset_cfg.get('backend_args') or {}).get('backend', 'local')
     return '://' in path or backend != 'local'
@@ -49,16 +68,11 @@ def retarget_data_root(cfg: Config, old_root: str, new_root: str) -> None:
     dataloaders) to ``new_root``, and evaluator annotation files under
     ``old_root`` with them."""
     old = osp.normpath(old_root)
-    for loader in LOADERS:
-        if not cfg.get(loader) or not cfg[loader].get('dataset'):
-            continue
-        for _, dataset in leaf_datasets(cfg[loader]['dataset'], loader):
-            if osp.normpath(dataset.get('data_root') or '.') == old:
-                dataset['data_root'] = new_root
+    for _, dataset in config_datasets(cfg, LOADERS):
+        if osp.normpath(dataset.get('data_root') or '.') == old:
+            dataset['data_root'] = new_root
     for evaluator in EVALUATORS:
-        metrics = cfg.get(evaluator)
-        for metric in metrics if isinstance(metrics, (list, tuple)) \
-                else [metrics]:
+        for metric in evaluator_metrics(cfg.get(evaluator)):
             ann_file = metric.get('ann_file') if metric else None
             if ann_file and osp.normpath(ann_file).startswith(old + os.sep):
                 metric['ann_file'] = osp.join(
@@ -92,8 +106,7 @@ def missing_dataset_paths(dataset_cfg: dict, key: str) -> List[str]:
 def missing_evaluator_paths(evaluator_cfg, key: str) -> List[str]:
     """Annotation files of metrics (CocoMetric's ``ann_file`` does not
     follow a changed dataset ``data_root``)."""
-    metrics = evaluator_cfg if isinstance(evaluator_cfg, (list, tuple)) \
-        else [evaluator_cfg]
+    metrics = evaluator_metrics(evaluator_cfg)
     missing = []
     for i, metric in enumerate(metrics):
         ann_file = metric.get('ann_file') if metric else None
@@ -109,16 +122,10 @@ def check_dataset_paths(cfg: Config, loaders: Sequence[str],
     file of the named dataloaders and evaluators (absent or ``None``
     entries of ``cfg`` are skipped)."""
     missing = []
-    for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if not loader_cfg or not loader_cfg.get('dataset'):
-            continue
-        for key, dataset in leaf_datasets(loader_cfg['dataset'],
-                                          f'{loader}.dataset'):
-            missing += missing_dataset_paths(dataset, key)
+    for key, dataset in config_datasets(cfg, loaders):
+        missing += missing_dataset_paths(dataset, key)
     for evaluator in evaluators:
-        if cfg.get(evaluator):
-            missing += missing_evaluator_paths(cfg[evaluator], evaluator)
+        missing += missing_evaluator_paths(cfg.get(evaluator), evaluator)
     if missing:
         lines = '\n  '.join(missing)
         raise DatasetNotFoundError(
