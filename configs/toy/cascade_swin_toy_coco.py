@@ -5,16 +5,11 @@
 # Swin (Mona adapters), a single-scale pipeline at short side 128 and a
 # 300-iteration schedule. For CPU speed the RoI heads' convs are 64 wide
 # (not 256) with BN in place of SyncBN, and fewer RoIs are sampled.
-_base_ = ['../mona/cascade_swin_b_coco.py']
+_base_ = ['../mona/cascade_swin_b_coco.py', './_base_/cpu_toy.py']
 
 classes = ('circle', 'square', 'triangle')
 model = dict(
-    backbone=dict(
-        embed_dims=32,
-        depths=[2, 2, 2, 2],
-        num_heads=[1, 2, 4, 8],
-        drop_path_rate=0.1,
-        init_cfg=None),
+    backbone=_base_.tiny_swin,
     neck=dict(in_channels=[32, 64, 128, 256]),
     roi_head=dict(
         bbox_head=[
@@ -51,13 +46,11 @@ toy_data = dict(
     data_root=data_root, metainfo=dict(classes=classes))
 train_dataloader = dict(
     batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
+    **_base_.cpu_loading,
     sampler=dict(type='InfiniteSampler'),
     dataset=dict(**toy_data, pipeline=train_pipeline))
 val_dataloader = dict(
-    num_workers=0,
-    persistent_workers=False,
+    **_base_.cpu_loading,
     dataset=dict(**toy_data, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')

@@ -2,15 +2,10 @@
 # the data of tools/misc/make_toy_data.py: the same RetinaNet head, FPN,
 # pipeline and VOC07 11-point mAP, with a tiny randomly initialised Swin
 # (Mona adapters), small images and a 600-iteration schedule.
-_base_ = ['../mona/retinanet_swin_l_voc.py']
+_base_ = ['../mona/retinanet_swin_l_voc.py', './_base_/cpu_toy.py']
 
 model = dict(
-    backbone=dict(
-        embed_dims=32,
-        depths=[2, 2, 2, 2],
-        num_heads=[1, 2, 4, 8],
-        drop_path_rate=0.1,
-        init_cfg=None),
+    backbone=_base_.tiny_swin,
     neck=dict(in_channels=[64, 128, 256]))
 
 data_root = 'data/toy/VOCdevkit/'
@@ -25,8 +20,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
+    **_base_.cpu_loading,
     sampler=dict(type='InfiniteSampler'),
     dataset=dict(
         dataset=dict(datasets=[
@@ -34,8 +28,7 @@ train_dataloader = dict(
             for voc in _base_.train_dataloader.dataset.dataset.datasets
         ])))
 val_dataloader = dict(
-    num_workers=0,
-    persistent_workers=False,
+    **_base_.cpu_loading,
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 

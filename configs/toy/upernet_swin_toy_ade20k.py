@@ -4,18 +4,13 @@
 # with a tiny randomly initialised Swin (Mona adapters), 128x128 crops and a
 # 300-iteration schedule. For CPU speed the UperNet head is 128 channels wide
 # (not 512), with BN in place of SyncBN.
-_base_ = ['../mona/upernet_swin_l_ade20k.py']
+_base_ = ['../mona/upernet_swin_l_ade20k.py', './_base_/cpu_toy.py']
 
 crop_size = (128, 128)
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        embed_dims=32,
-        depths=[2, 2, 2, 2],
-        num_heads=[1, 2, 4, 8],
-        drop_path_rate=0.1,
-        init_cfg=None),
+    backbone=_base_.tiny_swin,
     decode_head=dict(
         in_channels=[32, 64, 128, 256], channels=128, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=128, norm_cfg=norm_cfg))
@@ -41,12 +36,10 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
+    **_base_.cpu_loading,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
-    num_workers=0,
-    persistent_workers=False,
+    **_base_.cpu_loading,
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
