@@ -1,49 +1,81 @@
 #!/usr/bin/env bash
 # Take a machine from a fresh clone to a working mmadapter environment.
 #
-#   bash tools/setup_env.sh            # install everything (idempotent; seconds when done before)
+#   bash tools/setup_env.sh            # idempotent; seconds when done before
 #
-# What it does, in order, skipping each step that is already satisfied:
+# It installs into the interpreter $PYTHON (default: the `python3` on PATH, so
+# an activated virtual environment is used as it is) and records that
+# interpreter in .mmadapter-python, where tools/*.sh find it. Stages, in an
+# order where none needs a package a later one installs, each skipped when
+# what it installs is already there, each timed:
 #   1. torch 2.14.1 + torchvision 0.29.1
-#   2. build tools for mmcv: setuptools>=77,<82 (mmcv's setup.py imports pkg_resources), wheel, ninja
-#   3. mmcv 2.1.0 with compiled ops. Only a source release exists and its setup.py forces
-#      -std=c++17 while torch 2.14 headers need C++20, so the source is patched and built
-#      once (about 20 minutes on 2 cores) and the wheel cached in $MMADAPTER_CACHE
-#      (default ~/.cache/mmadapter). CUDA ops are built when a GPU is visible or FORCE_CUDA=1.
-#      A working mmcv 2.x (< 2.2) that imports mmcv.ops is left alone.
-#   4. mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2 (+ ftfy, regex it does not declare),
-#      mmpretrain 1.2.0, timm, and this package in editable mode with its test extras.
+#   2. build tools: setuptools>=77,<82 (mmcv's setup.py and mmengine's
+#      `mmdet::` base lookup import pkg_resources), wheel, ninja, packaging
+#   3. mmengine 0.10.7: mmcv's build and `import mmcv.ops` need it
+#   4. mmcv 2.1.0 with compiled ops. Only a source release exists and its
+#      setup.py forces -std=c++17 while torch 2.14's headers need C++20, so the
+#      source is patched and built once (about 17 minutes on 2 cores, progress
+#      printed) and the wheel cached in $MMADAPTER_CACHE (default
+#      ~/.cache/mmadapter). CUDA ops are built when a GPU is visible or
+#      FORCE_CUDA=1. A working mmcv 2.0/2.1 that imports mmcv.ops is left alone.
+#   5. mmdet 3.3.0, mmsegmentation 1.2.2 (+ ftfy, regex it does not declare),
+#      mmpretrain 1.2.0, timm, the test tools (requirements.txt) and this
+#      package in editable mode.
 set -euo pipefail
 
-PY=${PYTHON:-python3}
-CACHE=${MMADAPTER_CACHE:-$HOME/.cache/mmadapter}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)')
+CACHE=${MMADAPTER_CACHE:-$HOME/.cache/mmadapter}
 PIP=("$PY" -m pip install --disable-pip-version-check --no-input -q)
 mkdir -p "$CACHE/wheels"
 
 log() { printf '[setup_env] %s\n' "$*"; }
+duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+SETUP_T0=$SECONDS
+stage() { STAGE=$1; STAGE_T0=$SECONDS; log "stage $STAGE"; }
+stage_done() { log "stage $STAGE: $1 in $(duration $((SECONDS - STAGE_T0)))"; }
 
-have_version() {  # have_version MODULE VERSION_PREFIX
-  "$PY" - "$1" "$2" <<'PYEOF' 2>/dev/null
-import importlib, sys
-mod = importlib.import_module(sys.argv[1])
-sys.exit(0 if mod.__version__.startswith(sys.argv[2]) else 1)
+# requirements_met REQUIREMENT... : are these distributions installed at
+# versions that satisfy the specifiers? Reads package metadata only (imports
+# none of them), so it needs nothing but the interpreter and its pip.
+requirements_met() {
+  "$PY" - "$@" <<'PYEOF'
+import re, sys
+from importlib import metadata
+try:
+    from packaging.requirements import Requirement
+except ImportError:          # a fresh environment: pip's own copy
+    from pip._vendor.packaging.requirements import Requirement
+for line in sys.argv[1:]:
+    req = Requirement(line)
+    try:
+        version = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        sys.exit(1)
+    if not req.specifier.contains(re.sub(r'\+.*', '', version), prereleases=True):
+        sys.exit(1)
 PYEOF
 }
 
-# 1. torch
-if have_version torch 2.14.1 && have_version torchvision 0.29.1; then
-  log "torch 2.14.1 / torchvision 0.29.1 present"
-else
-  log "installing torch 2.14.1 + torchvision 0.29.1"
-  "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
-fi
+# ensure NAME REQUIREMENT... : pip-install the requirements unless all are met.
+ensure() {
+  local name=$1; shift
+  stage "$name"
+  if requirements_met "$@"; then
+    stage_done "already installed"
+  else
+    "${PIP[@]}" "$@"
+    requirements_met "$@" || { log "pip did not install: $*"; exit 1; }
+    stage_done "installed"
+  fi
+}
 
-# 2. build tools (setuptools must keep pkg_resources: mmcv's setup.py and mmengine's
-#    `mmdet::` base-config lookup both import it)
-"${PIP[@]}" 'setuptools>=77,<82' wheel ninja
+log "interpreter $PY"
+ensure "1/5 torch" 'torch==2.14.1' 'torchvision==0.29.1'
+ensure "2/5 build tools" 'setuptools>=77,<82' wheel ninja packaging
+ensure "3/5 mmengine" 'mmengine==0.10.7'
 
-# 3. mmcv
+# 4. mmcv
 mmcv_ok() {
   "$PY" - <<'PYEOF' 2>/dev/null
 import mmcv, mmcv.ops  # noqa: F401
@@ -52,8 +84,39 @@ v = Version(mmcv.__version__)
 raise SystemExit(0 if Version('2.0.0') <= v < Version('2.2.0') else 1)
 PYEOF
 }
+
+# build_mmcv WHEEL_DIR : patch and build mmcv 2.1.0, printing ninja's progress
+# ("[12/77]") as objects compiled out of the total with the elapsed time.
+build_mmcv() {
+  local wheel_dir=$1 build t0=$SECONDS line
+  build=$(mktemp -d)
+  "$PY" -m pip download --disable-pip-version-check -q --no-deps \
+    --no-binary :all: --no-build-isolation mmcv==2.1.0 -d "$build"
+  tar -xzf "$build"/mmcv-2.1.0.tar.gz -C "$build"
+  sed -i 's/-std=c++17/-std=c++20/g' "$build/mmcv-2.1.0/setup.py"
+  grep -q -- '-std=c++20' "$build/mmcv-2.1.0/setup.py" \
+    || { log "could not patch mmcv's C++ standard flag"; exit 1; }
+  rm -rf "$wheel_dir.tmp" && mkdir -p "$wheel_dir.tmp"
+  log "mmcv: full build log in $build/build.log"
+  if ! (cd "$build/mmcv-2.1.0" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+        "$PY" -m pip wheel --disable-pip-version-check -v --no-build-isolation \
+        --no-deps . -w "$wheel_dir.tmp" 2>&1) | tee "$build/build.log" |
+      while IFS= read -r line; do
+        if [[ $line =~ ^\[([0-9]+)/([0-9]+)\] ]]; then
+          log "mmcv: compiled ${BASH_REMATCH[1]}/${BASH_REMATCH[2]} objects, $(duration $((SECONDS - t0))) elapsed"
+        fi
+      done; then
+    tail -n 40 "$build/build.log" >&2
+    log "mmcv build failed; the full log is $build/build.log"
+    exit 1
+  fi
+  rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
+  rm -rf "$build"
+}
+
+stage "4/5 mmcv"
 if mmcv_ok; then
-  log "mmcv $("$PY" -c 'import mmcv; print(mmcv.__version__)') with ops present; left alone"
+  stage_done "mmcv $("$PY" -c 'import mmcv; print(mmcv.__version__)') with ops present, left alone"
 else
   TORCH_TAG=$("$PY" -c 'import torch, sys; print("torch%s-py%d%d" % (torch.__version__.replace("+", "_"), *sys.version_info[:2]))')
   if [ "${FORCE_CUDA:-0}" = 1 ] || "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
@@ -64,26 +127,26 @@ else
     OPS_TAG=cpu
   fi
   WHEEL_DIR="$CACHE/wheels/mmcv-2.1.0-$TORCH_TAG-$OPS_TAG"
-  if ! ls "$WHEEL_DIR"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
-    log "building mmcv 2.1.0 ($OPS_TAG ops) from source; this takes about 20 minutes on 2 cores, once"
-    BUILD=$(mktemp -d)
-    "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: mmcv==2.1.0 -d "$BUILD"
-    tar -xzf "$BUILD"/mmcv-2.1.0.tar.gz -C "$BUILD"
-    sed -i 's/-std=c++17/-std=c++20/g' "$BUILD/mmcv-2.1.0/setup.py"
-    grep -q -- '-std=c++20' "$BUILD/mmcv-2.1.0/setup.py" || { log "could not patch mmcv's C++ standard flag"; exit 1; }
-    mkdir -p "$WHEEL_DIR.tmp"
-    (cd "$BUILD/mmcv-2.1.0" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-      "$PY" -m pip wheel --disable-pip-version-check -q --no-build-isolation --no-deps . -w "$WHEEL_DIR.tmp")
-    rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.tmp" "$WHEEL_DIR"
-    rm -rf "$BUILD"
+  if ls "$WHEEL_DIR"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
+    log "mmcv: cached wheel $WHEEL_DIR"
+  else
+    log "mmcv: building 2.1.0 ($OPS_TAG ops) from source, once (about 17 minutes on 2 cores)"
+    build_mmcv "$WHEEL_DIR"
   fi
-  log "installing cached mmcv wheel from $WHEEL_DIR"
   "${PIP[@]}" --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-2.1.0-*.whl
-  "${PIP[@]}" addict packaging Pillow pyyaml yapf opencv-python
+  "${PIP[@]}" "$WHEEL_DIR"/mmcv-2.1.0-*.whl     # its dependencies
   mmcv_ok || { log "mmcv installed but 'import mmcv.ops' fails"; exit 1; }
+  stage_done "installed"
 fi
 
-# 4. the OpenMMLab stack and this package
-"${PIP[@]}" -r "$REPO/requirements.txt"
-"${PIP[@]}" --no-deps -e "$REPO"
-"$PY" -c 'import mmadapter, mmdet.models, mmseg.models, mmpretrain.models; print("[setup_env] environment ready: mmadapter", mmadapter.__version__)'
+# 5. the rest of the stack and this package (editable, pointing at $REPO)
+mapfile -t REQUIREMENTS < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$REPO/requirements.txt")
+ensure "5/5 mmdet, mmseg, mmpretrain, test tools" "${REQUIREMENTS[@]}"
+if [ "$(cd / && "$PY" -c 'import os, mmadapter; print(os.path.dirname(os.path.dirname(os.path.abspath(mmadapter.__file__))))' 2>/dev/null)" != "$REPO" ]; then
+  "${PIP[@]}" --no-deps -e "$REPO"
+  log "mmadapter installed in editable mode from $REPO"
+fi
+
+(cd / && "$PY" -c 'import mmadapter, mmdet.models, mmseg.models, mmpretrain.models; print("[setup_env] environment ready: mmadapter", mmadapter.__version__)')
+echo "$PY" > "$REPO/.mmadapter-python"
+log "total $(duration $((SECONDS - SETUP_T0))); tools/*.sh will use $PY"
