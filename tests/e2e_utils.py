@@ -55,6 +55,17 @@ def tool_env(**extra) -> Dict[str, str]:
     return env
 
 
+def python3_shim(bin_dir) -> str:
+    """Write ``bin_dir``/python3 running this interpreter (a wrapper, not a
+    symlink, so a virtual environment stays active) and return its path."""
+    os.makedirs(bin_dir, exist_ok=True)
+    shim = osp.join(str(bin_dir), 'python3')
+    with open(shim, 'w') as f:
+        f.write(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    os.chmod(shim, 0o755)
+    return shim
+
+
 def run_tool(args: List[str], cwd: str, timeout: float = 900,
              check: bool = True, env: Optional[dict] = None):
     """Run ``args`` (a script under tools/ and its arguments; .sh scripts

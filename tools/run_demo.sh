@@ -18,7 +18,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PY=${PYTHON:-python}
+source "$REPO/tools/_python.sh"
+PY=$PYTHON
 CONFIG="$REPO/configs/toy/retinanet_swin_toy_voc.py"
 WORK_DIR=${WORK_DIR:-work_dirs/demo_toy_voc}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"

@@ -102,7 +102,7 @@ build_mmcv() {
         "$PY" -m pip wheel --disable-pip-version-check -v --no-build-isolation \
         --no-deps . -w "$wheel_dir.tmp" 2>&1) | tee "$build/build.log" |
       while IFS= read -r line; do
-        if [[ $line =~ ^\[([0-9]+)/([0-9]+)\] ]]; then
+        if [[ $line =~ ^[[:space:]]*\[([0-9]+)/([0-9]+)\][[:space:]] ]]; then
           log "mmcv: compiled ${BASH_REMATCH[1]}/${BASH_REMATCH[2]} objects, $(duration $((SECONDS - t0))) elapsed"
         fi
       done; then

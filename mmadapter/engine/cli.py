@@ -13,6 +13,7 @@ from mmengine.config import Config, DictAction
 
 from .amp import enable_amp
 from .data_paths import check_dataset_paths
+from .dist import end_distributed_run
 from .preflight import check_backbone_config
 from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
                            set_resume, set_work_dir)
@@ -144,15 +145,16 @@ def prepare_test_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def train(argv: Optional[List[str]] = None):
-    """tools/train.py; returns the Runner after training."""
+def train(argv: Optional[List[str]] = None) -> None:
+    """tools/train.py."""
     args = parse_args(train_parser(), argv)
     with exit_on_user_error():
         cfg = prepare_train_config(args)
         check_backbone_config(cfg)
     runner = build_runner(cfg)
     runner.train()
-    return runner
+    del runner  # its DDP wrapper holds the process group
+    end_distributed_run()
 
 
 def test(argv: Optional[List[str]] = None) -> dict:
@@ -163,4 +165,6 @@ def test(argv: Optional[List[str]] = None) -> dict:
         # the checkpoint under test holds the weights (an adapter-only one
         # names its base itself), so init_cfg's file need not exist
         check_backbone_config(cfg, check_pretrained=False)
-    return build_runner(cfg).test()
+    metrics = build_runner(cfg).test()
+    end_distributed_run()
+    return metrics

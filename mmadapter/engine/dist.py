@@ -14,6 +14,7 @@ With CUDA nothing is changed: mmengine's stock NCCL path runs.
 """
 import atexit
 import datetime
+import gc
 import os
 import subprocess
 from typing import Dict
@@ -102,15 +103,36 @@ def init_gloo_process_group(launcher: str, timeout=None) -> None:
     torch_dist.init_process_group(
         backend='gloo', rank=int(env['RANK']),
         world_size=int(env['WORLD_SIZE']), **kwargs)
-    # A gloo group still alive at interpreter exit can abort the process
-    # ("terminate called without an active exception") after a successful
-    # run; mmengine never destroys the group.
+    # After an error, at least drop the group from the world while the
+    # interpreter is alive; a finished run ends with end_distributed_run().
     atexit.register(destroy_process_group)
 
 
 def destroy_process_group() -> None:
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+def end_distributed_run() -> None:
+    """End a finished multi-process run on every rank, in order.
+
+    ``destroy_process_group`` only removes the group from torch's world: the
+    DDP wrapper's reducer still holds the backend, so with the Runner alive
+    the gloo backend (and its transport threads) was destroyed at interpreter
+    exit, in whatever order finalisation freed objects. About one run in ten
+    a rank then aborted after a successful run ("terminate called without an
+    active exception": a joinable std::thread destroyed). Call this after the
+    caller dropped its Runner: the wrapper is collected now, every rank waits
+    for the others (none tears its connections down while a peer still
+    talks to it), and the backend is destroyed while the interpreter is
+    fully alive.
+    """
+    if not torch_dist.is_initialized():
+        return
+    gc.collect()
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+    gc.collect()
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
