@@ -116,16 +116,21 @@ def destroy_process_group() -> None:
 def end_distributed_run() -> None:
     """End a finished multi-process run on every rank, in order.
 
-    ``destroy_process_group`` only removes the group from torch's world: the
-    DDP wrapper's reducer still holds the backend, so with the Runner alive
-    the gloo backend (and its transport threads) was destroyed at interpreter
-    exit, in whatever order finalisation freed objects. About one run in ten
-    a rank then aborted after a successful run ("terminate called without an
-    active exception": a joinable std::thread destroyed). Call this after the
-    caller dropped its Runner: the wrapper is collected now, every rank waits
-    for the others (none tears its connections down while a peer still
-    talks to it), and the backend is destroyed while the interpreter is
-    fully alive.
+    Gloo runs each collective on a worker thread, which drops its work item
+    (and the tensors in it, Python-owned ones among them) only after the
+    caller's ``wait()`` has returned. A rank that exits right after its last
+    collective (rank 1 after receiving the metrics) can reach interpreter
+    finalisation while a worker is still dropping that item; freeing a
+    Python tensor then needs the GIL, the finalising interpreter ends the
+    thread, and its forced unwind aborts the process ("terminate called
+    without an active exception", exit code -6). Destroying the group at
+    exit does not prevent it: DDP's hooks keep the gloo backend and its
+    threads alive past ``destroy_process_group`` anyway. So every rank
+    first frees what it no longer references, then waits in a barrier (a
+    collective whose work item holds no Python tensor, and which returns
+    only when every rank is done with all earlier ones), and destroys the
+    group while the interpreter is fully alive. Call it after dropping the
+    Runner.
     """
     if not torch_dist.is_initialized():
         return
