@@ -21,6 +21,13 @@ from typing import Dict
 
 import torch
 import torch.distributed as torch_dist
+# DDP imports this module lazily; its functions take ``group=group.WORLD`` as
+# default arguments, evaluated at import. Imported after the default group
+# exists, they hold that group for good: ``destroy_process_group`` cannot
+# free the backend, whose gloo threads then live on into interpreter
+# finalisation and abort the process there. Imported now, before any group
+# exists, the defaults are None (meaning the default group).
+import torch.distributed.nn.functional  # noqa: E402,F401
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
@@ -114,23 +121,19 @@ def destroy_process_group() -> None:
 
 
 def end_distributed_run() -> None:
-    """End a finished multi-process run on every rank, in order.
+    """End a finished multi-process run on every rank, in order: free what
+    the caller dropped (the Runner's DDP wrapper holds the group), wait for
+    every rank (none tears down while a peer still talks to it), destroy the
+    group while the interpreter is fully alive.
 
-    Gloo runs each collective on a worker thread, which drops its work item
-    (and the tensors in it, Python-owned ones among them) only after the
-    caller's ``wait()`` has returned. A rank that exits right after its last
-    collective (rank 1 after receiving the metrics) can reach interpreter
-    finalisation while a worker is still dropping that item; freeing a
-    Python tensor then needs the GIL, the finalising interpreter ends the
-    thread, and its forced unwind aborts the process ("terminate called
-    without an active exception", exit code -6). Destroying the group at
-    exit does not prevent it: DDP's hooks keep the gloo backend and its
-    threads alive past ``destroy_process_group`` anyway. So every rank
-    first frees what it no longer references, then waits in a barrier (a
-    collective whose work item holds no Python tensor, and which returns
-    only when every rank is done with all earlier ones), and destroys the
-    group while the interpreter is fully alive. Call it after dropping the
-    Runner.
+    A gloo backend still alive at interpreter exit is freed during
+    finalisation, and its worker threads, which need the GIL to release
+    their last work items, are ended there with a forced unwind: the
+    process aborts after a successful run ("terminate called without an
+    active exception", exit code -6; about 1 run in 10 of the two-process
+    CPU test). Destroying the group here frees the backend and joins those
+    threads first (with ``torch.distributed.nn.functional`` imported before
+    the group exists: see the import above).
     """
     if not torch_dist.is_initialized():
         return
