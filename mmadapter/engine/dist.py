@@ -21,13 +21,6 @@ from typing import Dict
 
 import torch
 import torch.distributed as torch_dist
-# DDP imports this module lazily; its functions take ``group=group.WORLD`` as
-# default arguments, evaluated at import. Imported after the default group
-# exists, they hold that group for good: ``destroy_process_group`` cannot
-# free the backend, whose gloo threads then live on into interpreter
-# finalisation and abort the process there. Imported now, before any group
-# exists, the defaults are None (meaning the default group).
-import torch.distributed.nn.functional  # noqa: E402,F401
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
@@ -127,13 +120,17 @@ def end_distributed_run() -> None:
     group while the interpreter is fully alive.
 
     A gloo backend still alive at interpreter exit is freed during
-    finalisation, and its worker threads, which need the GIL to release
-    their last work items, are ended there with a forced unwind: the
-    process aborts after a successful run ("terminate called without an
-    active exception", exit code -6; about 1 run in 10 of the two-process
-    CPU test). Destroying the group here frees the backend and joins those
-    threads first (with ``torch.distributed.nn.functional`` imported before
-    the group exists: see the import above).
+    finalisation, with its worker and transport threads still running, and
+    about 1 run in 10 of the two-process CPU test then aborted after a
+    successful run ("terminate called without an active exception", exit
+    code -6; reproduced at the same rate by a bare DDP script, and gone once
+    the backend is freed before exit). The Runner's DDP wrapper holds the
+    backend, so destroying the group at exit, with the Runner alive, did not
+    free it; freed here, the backend joins its threads first. (Anything else
+    holding the group keeps the backend alive just the same:
+    ``torch.distributed.nn.functional`` binds ``group.WORLD`` into default
+    arguments when imported, harmless here because ``mmengine.model``
+    imports it before any group exists.)
     """
     if not torch_dist.is_initialized():
         return
