@@ -265,3 +265,19 @@ def install() -> None:
     _original['_serialize_data'] = BaseDataset._serialize_data
     BaseDataset.prepare_data = _checked_prepare_data
     BaseDataset._serialize_data = _checked_serialize_data
+
+
+def check_annotation_files(cfg, loaders) -> None:
+    """Raise :class:`EmptyDatasetError` for an annotation file of 0 bytes
+    (its parser would fail with a bare JSON or XML error)."""
+    from .data_paths import config_datasets
+    for key, dataset in config_datasets(cfg, loaders):
+        ann_file = dataset.get('ann_file') or ''
+        root = dataset.get('data_root') or ''
+        path = ann_file if not root or osp.isabs(ann_file) else \
+            osp.join(root, ann_file)
+        if ann_file and osp.isfile(path) and osp.getsize(path) == 0:
+            raise EmptyDatasetError(
+                f'{key}.ann_file -> {path!r} is empty (0 bytes): an '
+                'interrupted download or copy? Copy the complete file of '
+                'this split again.')

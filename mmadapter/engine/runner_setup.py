@@ -10,6 +10,7 @@ from mmengine.runner import Runner
 from .amp import fit_amp_to_device
 from .checkpoint_hook import (enable_adapter_checkpoint_loading,
                               use_atomic_checkpoints)
+from .config_checks import warn_unknown_options
 from .data_paths import retarget_data_root
 from .dist import setup_cpu_distributed
 
@@ -29,6 +30,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     old_root = cfg.get('data_root')
     cfg.launcher = launcher
     if cfg_options:
+        warn_unknown_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
         if 'data_root' in cfg_options:
             if not old_root:
