@@ -134,7 +134,10 @@ class RandomStateHook(Hook):
             self._gathered = all_gather_object(random_states())
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = [random_states()] if get_world_size() == 1 \
+        # a checkpoint saved during validation (save_best) holds the states
+        # training goes on with
+        local = getattr(self, '_train_states', None) or random_states()
+        states = [local] if get_world_size() == 1 \
             else getattr(self, '_gathered', None)
         if states:
             checkpoint.setdefault('meta', {})[self.META_KEY] = states
