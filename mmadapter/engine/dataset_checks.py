@@ -246,7 +246,7 @@ def _checked_prepare_data(self, idx):
         problem = undecodable_image(path) if isinstance(path, str) and \
             osp.exists(path) else None
         if problem is None:
-            if isinstance(path, str):
+            if isinstance(path, str) and hasattr(error, 'add_note'):
                 error.add_note(f'(while loading sample {idx}: {path})')
             raise
         return _bad_image(self, path, problem, error)
