@@ -46,8 +46,9 @@ default_hooks = dict(checkpoint=dict(by_epoch=True, interval=1),
 log_processor = dict(by_epoch=True)
 """,
 }
-ADAPTER_ONLY = ['default_hooks.checkpoint.type=mmadapter.AdapterCheckpointHook',
-                'default_hooks.checkpoint.adapter_only=True']
+ADAPTER_ONLY = [
+    'default_hooks.checkpoint.type=mmadapter.AdapterCheckpointHook',
+    'default_hooks.checkpoint.adapter_only=True']
 
 
 def load(path):
@@ -77,8 +78,8 @@ def setup(tmp_path_factory):
             " allow_failed_imports=False)\n"
             "custom_hooks = _base_.custom_hooks + "
             "[dict(type='FaultInjectionHook')]\n"
-            "model = dict(backbone=dict(init_cfg=dict(_delete_=True, type='Pretrained', "
-            f"checkpoint={str(base)!r})))\n"
+            "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
+            f"type='Pretrained', checkpoint={str(base)!r})))\n"
             "randomness = dict(seed=0)\n" + text)
         configs[loop] = str(path)
     return dict(root=root, data=data, configs=configs)

@@ -7,7 +7,8 @@ from .hooks import NonFiniteLossHook, ParameterReportHook, RandomStateHook
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 
 __all__ = [
-    'AdapterCheckpointHook', 'AtomicCheckpointHook', 'CheckpointWriteError', 'AdapterCheckpointLoadHook',
+    'AdapterCheckpointHook', 'AtomicCheckpointHook', 'CheckpointWriteError',
+    'AdapterCheckpointLoadHook',
     'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
     'CPUDistributedDataParallel', 'ParameterReportHook', 'NonFiniteLossHook',
     'RandomStateHook', 'BackboneLayerDecayOptimWrapperConstructor'
