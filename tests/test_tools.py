@@ -79,7 +79,7 @@ def test_cfg_options_point_train_and_test_at_other_data(
     assert cfg.val_dataloader.dataset.data_root == toy_voc['root']
 
     checkpoint = tmp_path / 'model.pth'
-    checkpoint.write_bytes(b'')
+    torch.save(dict(state_dict={}), checkpoint)
     cfg = cli.prepare_test_config(
         parse_test(DET_CONFIG, checkpoint, '--cfg-options', *options))
     assert cfg.test_dataloader.dataset.data_root == toy_voc['root']

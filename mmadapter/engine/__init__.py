@@ -1,4 +1,5 @@
 from .amp import CPUAmpOptimWrapper
+from .atomic_checkpoint import AtomicCheckpointHook, CheckpointWriteError
 from .checkpoint_hook import (AdapterCheckpointHook, AdapterCheckpointLoadHook,
                               enable_adapter_checkpoint_loading)
 from .dist import CPUDistributedDataParallel
@@ -6,7 +7,8 @@ from .hooks import NonFiniteLossHook, ParameterReportHook, RandomStateHook
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 
 __all__ = [
-    'AdapterCheckpointHook', 'AdapterCheckpointLoadHook',
+    'AdapterCheckpointHook', 'AtomicCheckpointHook', 'CheckpointWriteError',
+    'AdapterCheckpointLoadHook',
     'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
     'CPUDistributedDataParallel', 'ParameterReportHook', 'NonFiniteLossHook',
     'RandomStateHook', 'BackboneLayerDecayOptimWrapperConstructor'

@@ -6,7 +6,9 @@ Use in a config in place of the stock checkpoint hook::
         type='mmadapter.AdapterCheckpointHook', interval=1,
         adapter_only=True))
 
-It takes every argument of mmengine's ``CheckpointHook``. Saved files keep
+It takes every argument of mmengine's ``CheckpointHook`` and writes files
+atomically (:class:`~mmadapter.engine.atomic_checkpoint.AtomicCheckpointHook`).
+Saved files keep
 optimizer, scheduler and message-hub states (``--resume`` works); only the
 model weights are reduced (:mod:`mmadapter.checkpoint`). When any checkpoint
 is loaded (``load_from``, ``--resume``, ``tools/test.py``), an adapter-only
@@ -21,7 +23,7 @@ call it) or from
 from typing import Dict, Optional
 
 from mmengine.config import Config
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmadapter.checkpoint import (adapter_info, backbone_prefixes,
@@ -29,6 +31,8 @@ from mmadapter.checkpoint import (adapter_info, backbone_prefixes,
                                   expand_adapter_checkpoint, reduce_checkpoint,
                                   verify_frozen_backbone)
 from mmadapter.registry import HOOKS
+
+from .atomic_checkpoint import AtomicCheckpointHook
 
 
 def _unwrapped(runner):
@@ -58,8 +62,9 @@ class AdapterCheckpointLoadHook(Hook):
 
 
 @HOOKS.register_module()
-class AdapterCheckpointHook(CheckpointHook):
-    """mmengine's CheckpointHook that saves adapter-only checkpoints.
+class AdapterCheckpointHook(AtomicCheckpointHook):
+    """mmengine's CheckpointHook that saves adapter-only checkpoints
+    (atomically, as :class:`AtomicCheckpointHook`).
 
     Args:
         adapter_only (bool): reduce saved model weights to what trained
@@ -105,6 +110,22 @@ class AdapterCheckpointHook(CheckpointHook):
             self._verified = True
         config = checkpoint.get('meta', {}).get('cfg')
         reduce_checkpoint(checkpoint, model, config=config, bases=bases)
+
+
+_STOCK_CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook')
+
+
+def use_atomic_checkpoints(cfg: Config) -> Config:
+    """Replace a config's stock ``CheckpointHook`` by
+    :class:`AtomicCheckpointHook` (same arguments). Returns ``cfg``, changed
+    in place."""
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if hook:
+        name = hook.get('type')
+        name = getattr(name, '__name__', name)
+        if name in _STOCK_CHECKPOINT_HOOKS:
+            hook['type'] = 'mmadapter.AtomicCheckpointHook'
+    return cfg
 
 
 def enable_adapter_checkpoint_loading(cfg: Config) -> Config:

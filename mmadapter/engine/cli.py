@@ -12,8 +12,14 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 from .amp import enable_amp
-from .data_paths import check_dataset_paths
+from .atomic_checkpoint import CheckpointWriteError
+from .check_data import check_data
+from .data_layouts import layout_mismatches
+from .data_paths import DatasetNotFoundError, check_dataset_paths
+from .dataset_checks import SKIP_ENV, DataError, check_annotation_files
 from .dist import end_distributed_run
+from .input_checks import check_run_checkpoints, check_test_checkpoint
+from .rank_watchdog import LostRankError, watch_ranks
 from .preflight import check_backbone_config
 from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
                            set_resume, set_work_dir)
@@ -24,6 +30,9 @@ from .tasks import enable_tta, task_of
 # ValueError).
 
 USER_ERRORS = (FileNotFoundError, ValueError)
+# Problems met while the Runner builds or trains, whose message says all
+# (the dataset's, a checkpoint write's): no traceback either.
+RUN_ERRORS = (DataError, CheckpointWriteError, LostRankError)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +66,15 @@ def train_parser() -> argparse.ArgumentParser:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT, or without a value from the latest '
         'checkpoint in the work directory')
+    parser.add_argument(
+        '--check-data', action='store_true',
+        help='do not train: read every image and annotation of the '
+        'training and validation sets once and report problems with file '
+        'names (written to WORK_DIR/check_data.txt too)')
+    parser.add_argument(
+        '--skip-bad-images', action='store_true',
+        help='skip (and log) images that cannot be read during training '
+        'instead of stopping')
     add_common_args(parser)
     return parser
 
@@ -100,13 +118,25 @@ def _limit_dynamo_recompiles() -> None:
 
 
 @contextmanager
-def exit_on_user_error():
+def exit_on_user_error(errors=USER_ERRORS):
     """End the process with the message of a mistake in the command or the
     config, instead of a traceback."""
     try:
         yield
-    except USER_ERRORS as error:
+    except errors as error:
         raise SystemExit(f'{type(error).__name__}: {error}') from None
+
+
+def check_data_paths(cfg: Config, loaders, evaluators) -> None:
+    """:func:`check_dataset_paths`, saying so when a ``data_root`` holds
+    another dataset."""
+    try:
+        check_dataset_paths(cfg, loaders=loaders, evaluators=evaluators)
+    except DatasetNotFoundError as error:
+        mismatch = layout_mismatches(cfg, loaders)
+        if not mismatch:
+            raise
+        raise DatasetNotFoundError(f'{mismatch}\n{error}') from None
 
 
 def prepare_train_config(args: argparse.Namespace) -> Config:
@@ -119,9 +149,11 @@ def prepare_train_config(args: argparse.Namespace) -> Config:
         enable_auto_scale_lr(cfg)
     set_resume(cfg, args.resume)
     validates = bool(cfg.get('val_cfg'))
-    check_dataset_paths(
-        cfg, loaders=['train_dataloader'] + ['val_dataloader'] * validates,
-        evaluators=['val_evaluator'] * validates)
+    loaders = ['train_dataloader'] + ['val_dataloader'] * validates
+    check_data_paths(cfg, loaders=loaders,
+                     evaluators=['val_evaluator'] * validates)
+    check_annotation_files(cfg, loaders)
+    check_run_checkpoints(cfg)
     return cfg
 
 
@@ -132,6 +164,7 @@ def prepare_test_config(args: argparse.Namespace) -> Config:
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(
             f'Checkpoint {args.checkpoint!r} does not exist.')
+    check_test_checkpoint(cfg, args.checkpoint)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         task_of(cfg).enable_visualization(cfg, args.show, args.show_dir,
@@ -140,21 +173,43 @@ def prepare_test_config(args: argparse.Namespace) -> Config:
         enable_tta(cfg)
     if args.out is not None:
         task_of(cfg).add_prediction_dump(cfg, args.out)
-    check_dataset_paths(cfg, loaders=['test_dataloader'],
-                        evaluators=['test_evaluator'])
+    check_data_paths(cfg, loaders=['test_dataloader'],
+                     evaluators=['test_evaluator'])
+    check_annotation_files(cfg, ['test_dataloader'])
     return cfg
 
 
 def train(argv: Optional[List[str]] = None) -> None:
-    """tools/train.py."""
+    """tools/train.py (with ``--check-data``: only the dataset scan)."""
     args = parse_args(train_parser(), argv)
     with exit_on_user_error():
         cfg = prepare_train_config(args)
         check_backbone_config(cfg)
-    runner = build_runner(cfg)
-    runner.train()
+    if args.check_data:
+        return run_data_check(cfg)
+    if args.skip_bad_images:
+        os.environ[SKIP_ENV] = '1'  # read by the data-loading processes
+    with exit_on_user_error(RUN_ERRORS):
+        runner = build_runner(cfg)
+        with watch_ranks():
+            runner.train()
     del runner  # its DDP wrapper holds the process group
     end_distributed_run()
+
+
+def run_data_check(cfg: Config) -> None:
+    loaders = ['train_dataloader'] + ['val_dataloader'] * bool(
+        cfg.get('val_cfg'))
+    out_file = osp.join(cfg.work_dir, 'check_data.txt')
+    with exit_on_user_error(USER_ERRORS + RUN_ERRORS):
+        reports = check_data(cfg, loaders, out_file)
+    problems = sum(len(r.problems) for r in reports)
+    if problems:
+        raise SystemExit(f'--check-data: {problems} problems in '
+                         f'{sum(r.samples for r in reports)} samples; all '
+                         f'of them are listed in {out_file}.')
+    print(f'--check-data: no problems in {sum(r.samples for r in reports)} '
+          f'samples of {len(reports)} datasets.')
 
 
 def test(argv: Optional[List[str]] = None) -> dict:
@@ -165,6 +220,7 @@ def test(argv: Optional[List[str]] = None) -> dict:
         # the checkpoint under test holds the weights (an adapter-only one
         # names its base itself), so init_cfg's file need not exist
         check_backbone_config(cfg, check_pretrained=False)
-    metrics = build_runner(cfg).test()
+    with exit_on_user_error(RUN_ERRORS):
+        metrics = build_runner(cfg).test()
     end_distributed_run()
     return metrics

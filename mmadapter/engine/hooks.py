@@ -1,8 +1,6 @@
 """Training hooks of mmadapter."""
 import math
-import random
 
-import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
@@ -10,6 +8,8 @@ from mmengine.model import is_model_wrapper
 
 from mmadapter.analysis import parameter_report
 from mmadapter.registry import HOOKS
+
+from .resume import SkipAheadIterator, random_states, set_random_states
 
 
 @HOOKS.register_module()
@@ -69,6 +69,13 @@ class RandomStateHook(Hook):
     process). mmengine only re-seeds on resume, which replays the first
     epoch's random numbers. Each rank keeps its own states.
 
+    Two more things would make a resumed run draw other numbers, and are
+    undone here: an iteration-based loop's advance over the batches already
+    trained on (:class:`~mmadapter.engine.resume.SkipAheadIterator` skips
+    them without transforming them), and validation during training, which
+    draws too (a new dataloader iterator takes a seed) and is not repeated
+    by a run resumed after it (it runs with the training states put aside).
+
     Checkpoints are written by the master process alone, so in multi-process
     runs the ranks' states are gathered (a collective) at the iterations or
     epochs where the CheckpointHook saves, just before it does.
@@ -79,8 +86,32 @@ class RandomStateHook(Hook):
 
     def before_train(self, runner) -> None:
         self._gathered = None
+        self._training = True
         self._checkpoint_hook = next(
             (h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+
+    def after_train(self, runner) -> None:
+        self._training = False
+
+    def before_train_epoch(self, runner) -> None:
+        loop = runner.train_loop
+        if getattr(runner, '_resume', False) and loop.iter > 0 and \
+                hasattr(loop, 'dataloader_iterator') and \
+                not isinstance(loop.dataloader_iterator, SkipAheadIterator):
+            # IterBasedTrainLoop advances its iterator by loop.iter batches
+            # right after this hook
+            loop.dataloader_iterator = SkipAheadIterator(
+                loop.dataloader_iterator, loop.iter)
+
+    def before_val(self, runner) -> None:
+        if getattr(self, '_training', False):
+            self._train_states = random_states()
+
+    def after_val(self, runner) -> None:
+        states = getattr(self, '_train_states', None)
+        if states is not None:
+            set_random_states(states)
+            self._train_states = None
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
@@ -100,18 +131,13 @@ class RandomStateHook(Hook):
             due = self.every_n_train_iters(runner, hook.interval) or \
                 self.is_last_train_iter(runner)
         if due:
-            self._gathered = all_gather_object(self._local_state())
-
-    @staticmethod
-    def _local_state() -> dict:
-        return dict(
-            python=random.getstate(), numpy=np.random.get_state(),
-            torch=torch.get_rng_state(),
-            cuda=torch.cuda.get_rng_state_all()
-            if torch.cuda.is_available() else None)
+            self._gathered = all_gather_object(random_states())
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = [self._local_state()] if get_world_size() == 1 \
+        # a checkpoint saved during validation (save_best) holds the states
+        # training goes on with
+        local = getattr(self, '_train_states', None) or random_states()
+        states = [local] if get_world_size() == 1 \
             else getattr(self, '_gathered', None)
         if states:
             checkpoint.setdefault('meta', {})[self.META_KEY] = states
@@ -127,9 +153,4 @@ class RandomStateHook(Hook):
                 'restored, so the resumed run will not repeat the '
                 'uninterrupted one exactly.')
             return
-        state = states[get_rank()]
-        random.setstate(state['python'])
-        np.random.set_state(state['numpy'])
-        torch.set_rng_state(state['torch'])
-        if state['cuda'] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda'])
+        set_random_states(states[get_rank()])

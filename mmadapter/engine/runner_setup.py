@@ -8,7 +8,9 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .amp import fit_amp_to_device
-from .checkpoint_hook import enable_adapter_checkpoint_loading
+from .checkpoint_hook import (enable_adapter_checkpoint_loading,
+                              use_atomic_checkpoints)
+from .config_checks import warn_unknown_options
 from .data_paths import retarget_data_root
 from .dist import setup_cpu_distributed
 
@@ -28,6 +30,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     old_root = cfg.get('data_root')
     cfg.launcher = launcher
     if cfg_options:
+        warn_unknown_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
         if 'data_root' in cfg_options:
             if not old_root:
@@ -80,7 +83,9 @@ def build_runner(cfg: Config) -> Runner:
     """The config's Runner (``runner_type`` or mmengine's), after fitting
     mixed precision and multi-process launching to the machine (CPU
     fallbacks; the stock path on GPUs), and able to load adapter-only
-    checkpoints (base weights first, even in test mode)."""
+    checkpoints (base weights first, even in test mode) and to write them
+    atomically."""
+    use_atomic_checkpoints(cfg)
     enable_adapter_checkpoint_loading(cfg)
     fit_amp_to_device(cfg)
     setup_cpu_distributed(cfg, cfg.get('launcher', 'none'))

@@ -1,0 +1,141 @@
+"""Checks of the checkpoint files a run is given, made before the Runner is
+built: a truncated or non-checkpoint file, and an adapter-only checkpoint
+whose recorded base (sha256) or adapter configuration is not the one the
+run would put it on, each reported naming the option, the file and the
+fix, instead of a ``PytorchStreamReader`` or ``UnpicklingError`` traceback
+(or a model silently built on another base).
+"""
+import os.path as osp
+import pickle
+import zipfile
+from types import SimpleNamespace
+from typing import List, Optional
+
+import torch
+from mmengine.config import Config
+
+from mmadapter.checkpoint import (adapter_info, file_sha256, local_file,
+                                  pretrained_path)
+
+# backbone settings that decide the adapters' and the base's tensors
+ARCH_KEYS = ('type', 'adapter', 'tuning', 'embed_dims', 'depths',
+             'num_heads', 'arch', 'patch_size', 'window_size', 'mlp_ratio')
+
+
+class CheckpointFileError(ValueError):
+    """A file given as a checkpoint that cannot be one, or not this run's."""
+
+
+def _size(path: str) -> str:
+    size = osp.getsize(path)
+    return f'{size / 2**20:.1f} MiB' if size >= 2**20 else f'{size} bytes'
+
+
+def checkpoint_file_problem(path: str) -> Optional[str]:
+    """Why the local file ``path`` is not a readable PyTorch checkpoint
+    (without reading its tensors); None when it looks complete."""
+    size = osp.getsize(path)
+    if size == 0:
+        return 'the file is empty (0 bytes)'
+    with open(path, 'rb') as f:
+        head = f.read(64)
+    if head[:4] == b'PK\x03\x04':  # torch's zip format (torch >= 1.6)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.infolist()  # the central directory, at the end
+        except (zipfile.BadZipFile, OSError):
+            return (f'truncated ({_size(path)}; the end of the archive is '
+                    'missing): an interrupted save, copy or download')
+        return None
+    if head[:1] == b'\x80':  # a pickle: torch's legacy format
+        return None
+    shown = head[:24].decode('latin-1').encode('unicode_escape').decode()
+    return (f"not a PyTorch checkpoint (it starts with '{shown}'; "
+            'a download error page, or another kind of file?)')
+
+
+def check_checkpoint_file(path: str, option: str, fix: str = '') -> None:
+    """Raise :class:`CheckpointFileError` naming ``option`` when the local
+    file ``path`` is not a readable checkpoint (URLs are not checked)."""
+    local = local_file(path) if '://' in path else osp.expanduser(path)
+    if local is None or not osp.isfile(local):
+        return
+    problem = checkpoint_file_problem(local)
+    if problem:
+        raise CheckpointFileError(
+            f'{option} {path}: {problem}. '
+            + (fix or 'Give a complete checkpoint file.'))
+
+
+def _meta_only(path: str) -> dict:
+    """The checkpoint dict, its tensors memory-mapped where possible."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=False,
+                          mmap=True)
+    except (RuntimeError, pickle.UnpicklingError, ValueError):
+        return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def _arch(backbone_cfg) -> dict:
+    return {k: backbone_cfg.get(k) for k in ARCH_KEYS
+            if k in (backbone_cfg or {})}
+
+
+def _backbone_cfg(cfg: Config):
+    model = cfg.get('model') or {}
+    return model.get('backbone') if isinstance(model, dict) else None
+
+
+def adapter_checkpoint_problems(path: str, cfg: Config) -> List[str]:
+    """What does not fit between an adapter-only checkpoint and the run of
+    ``cfg`` it is given to: another base file (by sha256) for the backbone,
+    another adapter method, tuning policy or backbone shape."""
+    local = local_file(path)
+    if local is None:
+        return []
+    info = adapter_info(_meta_only(local))
+    backbone = _backbone_cfg(cfg)
+    if info is None or backbone is None:
+        return []
+    problems = []
+    record = (info.get('bases') or {}).get('backbone')
+    init_cfg = backbone.get('init_cfg')
+    configured = pretrained_path(SimpleNamespace(init_cfg=init_cfg))
+    if record and record.get('sha256') and configured and \
+            record.get('source', 'init_cfg') == 'init_cfg':
+        base = local_file(configured)
+        if base is not None and file_sha256(base) != record['sha256']:
+            problems.append(
+                f'its adapters were trained on the base '
+                f"{record['checkpoint']} (sha256 {record['sha256'][:12]}...), "
+                f'but model.backbone.init_cfg.checkpoint is {configured} '
+                f'(sha256 {file_sha256(base)[:12]}...): the frozen weights '
+                'would come from another model. Point init_cfg.checkpoint at '
+                'the original base file')
+    if info.get('config'):
+        trained = _backbone_cfg(Config.fromstring(info['config'],
+                                                  file_format='.py'))
+        if trained is not None:
+            before, now = _arch(trained), _arch(backbone)
+            changed = [f'{k}: {before.get(k)!r} in the checkpoint, '
+                       f'{now.get(k)!r} in the config'
+                       for k in ARCH_KEYS if before.get(k) != now.get(k)]
+            if changed:
+                problems.append(
+                    'it was trained with another backbone configuration ('
+                    + '; '.join(changed) + '). Use the config it records '
+                    "(meta['adapter_checkpoint']['config']), or a checkpoint "
+                    'trained with this one')
+    return problems
+
+
+def check_run_checkpoint(path: str, option: str, cfg: Config,
+                         fix: str = '') -> None:
+    """:func:`check_checkpoint_file`, then, for an adapter-only checkpoint,
+    :func:`adapter_checkpoint_problems`."""
+    check_checkpoint_file(path, option, fix)
+    problems = adapter_checkpoint_problems(path, cfg)
+    if problems:
+        raise CheckpointFileError(
+            f'{option} {path} is an adapter-only checkpoint that does not '
+            'fit this run: ' + '; and '.join(problems) + '.')
