@@ -88,6 +88,12 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
                 stride *= to_2tuple(stage.downsample.sampler.stride)[0]
         return stride
 
+    def forward(self, x):
+        # mmdet's Swin returns a list; OpenMMLab backbones return a tuple
+        # (mmpretrain's necks accept nothing else, mmdet's and mmseg's
+        # necks and heads only index it).
+        return tuple(super().forward(x))
+
     def derived_state_keys(self):
         return tuple(k for k in self.state_dict()
                      if k.endswith('relative_position_index'))
