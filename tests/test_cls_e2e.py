@@ -85,7 +85,8 @@ def test_mona_learns_generated_flowers(tmp_path):
                      num_val=32)
     work_dir = tmp_path / 'train'
     run_tool(['train.py', config, '--work-dir', work_dir, '--cfg-options',
-              *data_root_options(config, root)], cwd=str(tmp_path))
+              *data_root_options(config, root), 'randomness.seed=0'],
+             cwd=str(tmp_path))
     accuracy = validation_metrics(str(work_dir))[-1]['accuracy/top1']
-    # 4 classes, balanced: chance is 25%
-    assert accuracy >= 75, accuracy
+    # 4 classes, balanced: chance is 25% (78% seen after the 120 iterations)
+    assert accuracy >= 60, accuracy

@@ -6,7 +6,7 @@
 cls_toy_crop = 64
 cls_toy_resize = 73  # short side before the center crop: 256 * 64 / 224
 cls_toy_head = dict(in_channels=256)  # the tiny Swin's last stage
-cls_toy_max_iters = 60
+cls_toy_max_iters = 120
 cls_toy_train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',
@@ -15,7 +15,7 @@ cls_toy_train_cfg = dict(
 cls_toy_optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
-        type='AdamW', lr=1e-3, weight_decay=0.05, eps=1e-8,
+        type='AdamW', lr=2e-3, weight_decay=0.05, eps=1e-8,
         betas=(0.9, 0.999)),
     clip_grad=dict(max_norm=5.0))
 cls_toy_param_scheduler = [

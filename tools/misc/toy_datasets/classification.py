@@ -64,16 +64,18 @@ def make_flowers102(out_dir: str = 'data/toy', num_train: int = 64,
     total = sum(counts.values())
     rng = split_rng(seed, 'flowers102', 'all')
     ids = [int(i) for i in rng.permutation(total) + 1]
-    labels = balanced_labels(rng, total, num_classes)
-    for image_id, label in zip(range(1, total + 1), labels):
+    splits, labels, start = {}, [0] * total, 0
+    for key, count in counts.items():
+        splits[key] = sorted(ids[start:start + count])
+        for image_id, label in zip(splits[key], balanced_labels(
+                rng, count, num_classes)):
+            labels[image_id - 1] = label
+        start += count
+    for image_id, label in enumerate(labels, start=1):
         one_shape_image(rng, img_size, label).save(
             osp.join(root, 'jpg', f'image_{image_id:05d}.jpg'), quality=95)
     mat4py.savemat(osp.join(root, 'imagelabels.mat'),
                    dict(labels=[label + 1 for label in labels]))
-    splits, start = {}, 0
-    for key, count in counts.items():
-        splits[key] = sorted(ids[start:start + count])
-        start += count
     mat4py.savemat(osp.join(root, 'setid.mat'), splits)
     names = dict(trnid='train', valid='val', tstid='test')
     return dict(root=root, **{names[k]: dict(images=len(v))
