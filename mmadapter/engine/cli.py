@@ -117,7 +117,9 @@ def prepare_train_config(args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
     set_resume(cfg, args.resume)
-    validates = bool(cfg.get('val_cfg'))
+    # mmengine validates whenever val_cfg is set, also to mmpretrain's
+    # dict()
+    validates = cfg.get('val_cfg') is not None
     check_dataset_paths(
         cfg, loaders=['train_dataloader'] + ['val_dataloader'] * validates,
         evaluators=['val_evaluator'] * validates)
