@@ -153,3 +153,27 @@ def test_adapter_only_checkpoint_of_a_classifier(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(x, mode='tensor'),
                            restored(x, mode='tensor'))
+
+
+@pytest.mark.parametrize('load_final_norm', [True, False])
+def test_final_norm_of_a_classification_checkpoint(tmp_path, load_final_norm):
+    from test_pretrained import to_official_swin, trained_stock
+    official = to_official_swin(trained_stock().state_dict())
+    official['norm.weight'] = torch.rand(256) + 0.5
+    official['norm.bias'] = torch.rand(256)
+    path = tmp_path / 'swin_official.pth'
+    torch.save({'model': official}, path)
+    model = tiny_swin(out_indices=(3, ), load_final_norm=load_final_norm,
+                      adapter=TINY_ADAPTERS['Mona'],
+                      init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    report = model.pretrained_report
+    if load_final_norm:
+        assert torch.equal(model.norm3.weight, official['norm.weight'])
+        assert torch.equal(model.norm3.bias, official['norm.bias'])
+        assert not any(k.startswith('norm') for k in report.missing)
+    else:
+        assert torch.equal(model.norm3.weight, torch.ones(256))
+        assert 'norm.weight' in report.unexpected
+        assert sorted(report.missing) == ['norm3.bias', 'norm3.weight']
+    assert not model.norm3.weight.requires_grad  # Mona: adapters only

@@ -184,8 +184,8 @@ def test_classification_recipe():
         assert tuple(backbone[key]) == value if isinstance(value, tuple) \
             else backbone[key] == value
     assert (backbone.window_size, backbone.pretrain_img_size,
-            backbone.drop_path_rate, tuple(backbone.out_indices)) == (
-                7, 224, 0.3, OUT_INDICES)
+            backbone.drop_path_rate, tuple(backbone.out_indices),
+            backbone.load_final_norm) == (7, 224, 0.3, OUT_INDICES, True)
     assert backbone.init_cfg == dict(
         type='Pretrained',
         checkpoint='data/pretrained/swin_large_patch4_window7_224_22k.pth')

@@ -4,6 +4,7 @@ iterations, save, test with tools/test.py and read the real accuracy; an
 adapter-only checkpoint of a classifier restored by tools/test.py; and a
 tiny Swin with Mona learning the generated Flowers102 task."""
 import os.path as osp
+import pickle
 
 import pytest
 import torch
@@ -44,12 +45,20 @@ def test_train_checkpoint_and_test(name, tmp_path):
     assert 'head.fc.weight' in state
     assert all(k in validation_metrics(str(work_dir))[-1] for k in METRICS)
 
+    # one of them also with flip TTA and a prediction dump
+    predictions = tmp_path / 'predictions.pkl'
+    options = ['--tta', '--out', predictions] if name == 'flowers102' \
+        else []
     run_tool(['test.py', config, checkpoint, '--work-dir', tmp_path / 'test',
-              '--cfg-options', *data_options], cwd=str(tmp_path))
+              *options, '--cfg-options', *data_options], cwd=str(tmp_path))
     metrics = logged_metrics(str(tmp_path / 'test'))
     for key in METRICS:
         assert 0 <= metrics[key] <= 100, (key, metrics)
     assert metrics['accuracy/top5'] >= metrics['accuracy/top1']
+    if options:
+        with open(predictions, 'rb') as f:
+            dumped = pickle.load(f)
+        assert len(dumped) == 4 and 'pred_score' in dumped[0]
 
 
 def test_tools_test_on_an_adapter_only_classifier_checkpoint(tmp_path):

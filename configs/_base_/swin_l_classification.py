@@ -21,7 +21,13 @@ custom_imports = dict(imports=['mmadapter'], allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',
-    backbone=dict(**_base_.swin_l, drop_path_rate=0.3, out_indices=(3, )),
+    # the checkpoint's final norm becomes the stage-3 output norm, as the
+    # mmcls Swin of the official runs loads it
+    backbone=dict(
+        **_base_.swin_l,
+        drop_path_rate=0.3,
+        out_indices=(3, ),
+        load_final_norm=True),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',
