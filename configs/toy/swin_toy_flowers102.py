@@ -1,9 +1,11 @@
-# Toy version of configs/mona/swin_l_flowers102.py for CPU runs on the data of
-# `tools/misc/make_toy_data.py --dataset flowers102` (one class per drawn form): the same
-# classifier, head, pipeline steps and metrics, with a tiny randomly
-# initialised Swin (Mona adapters), 64-pixel crops and a short schedule.
+# Toy version of configs/mona/swin_l_flowers102.py for CPU runs on the data
+# of `tools/misc/make_toy_data.py --dataset flowers102` (one class per
+# drawn form): the same classifier, head, pipeline steps and metrics,
+# with a tiny randomly initialised Swin (Mona adapters), 64-pixel crops
+# and a short schedule.
 _base_ = [
-    '../mona/swin_l_flowers102.py', './_base_/cpu_toy.py', './_base_/cls_toy.py'
+    '../mona/swin_l_flowers102.py', './_base_/cpu_toy.py',
+    './_base_/cls_toy.py'
 ]
 
 model = dict(backbone=_base_.tiny_swin, head=_base_.cls_toy_head)

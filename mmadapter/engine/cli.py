@@ -1,7 +1,7 @@
 """Command lines of tools/train.py and tools/test.py.
 
 The options are those of mmdet 3.x's tools; the same scripts run detection
-(mmdet) and segmentation (mmseg) configs.
+(mmdet), segmentation (mmseg) and classification (mmpretrain) configs.
 """
 import argparse
 import os
@@ -42,8 +42,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description='Train a detector (mmdet config) or a segmentor (mmseg '
-        'config) with mmadapter')
+        description='Train a detector (mmdet config), a segmentor (mmseg '
+        'config) or a classifier (mmpretrain config) with mmadapter')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -62,14 +62,15 @@ def train_parser() -> argparse.ArgumentParser:
 
 def test_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description='Test (and evaluate) a detector or a segmentor')
+        description='Test (and evaluate) a detector, a segmentor or a '
+        'classifier')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--work-dir', help='the directory to save the evaluation metrics')
     parser.add_argument(
-        '--out', help='dump predictions: a .pkl file for detection, a '
-        'directory of prediction maps for segmentation')
+        '--out', help='dump predictions: a .pkl file for detection and '
+        'classification, a directory of prediction maps for segmentation')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
