@@ -12,6 +12,8 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config, ConfigDict
 
+from .data_paths import evaluator_metrics
+
 
 class UnsupportedTaskError(ValueError):
     """The config's ``default_scope`` is not mmdet, mmseg or mmpretrain."""
@@ -63,7 +65,7 @@ class DetectionTask(Task):
                 f'--out {out!r}: detection predictions are dumped to a '
                 'pickle file; give a path ending in .pkl or .pickle.')
         cfg.test_evaluator = [
-            *evaluator_list(cfg.test_evaluator),
+            *evaluator_metrics(cfg.test_evaluator),
             dict(type='DumpDetResults', out_file_path=out)]
 
 
@@ -107,13 +109,8 @@ class ClassificationTask(Task):
                 f'--out {out!r}: classification predictions are dumped to a '
                 'pickle file; give a path ending in .pkl or .pickle.')
         cfg.test_evaluator = [
-            *evaluator_list(cfg.test_evaluator),
+            *evaluator_metrics(cfg.test_evaluator),
             dict(type='DumpResults', out_file_path=out)]
-
-
-def evaluator_list(evaluator) -> list:
-    return list(evaluator) if isinstance(evaluator, (list, tuple)) \
-        else [evaluator]
 
 
 TASKS: Dict[str, Task] = {
