@@ -1,11 +1,11 @@
 """mmadapter: parameter-efficient tuning of Swin and ViT backbones for
-OpenMMLab detection and segmentation."""
+OpenMMLab detection, segmentation and classification."""
 from .compat import patch_checkpoint_loading
 from .version import __version__
 
 patch_checkpoint_loading()
 
-from . import adapters, backbones, engine, models  # noqa: E402,F401
+from . import adapters, backbones, datasets, engine, models  # noqa: E402,F401
 from .adapters import build_adapter, known_adapters  # noqa: E402
 from .tuning import POLICIES  # noqa: E402
 

@@ -21,7 +21,10 @@ TOOLS = osp.join(REPO, 'tools')
 TOY_CONFIGS = dict(
     voc=osp.join(REPO, 'configs', 'toy', 'retinanet_swin_toy_voc.py'),
     coco=osp.join(REPO, 'configs', 'toy', 'cascade_swin_toy_coco.py'),
-    ade20k=osp.join(REPO, 'configs', 'toy', 'upernet_swin_toy_ade20k.py'))
+    ade20k=osp.join(REPO, 'configs', 'toy', 'upernet_swin_toy_ade20k.py'),
+    flowers102=osp.join(REPO, 'configs', 'toy', 'swin_toy_flowers102.py'),
+    pets=osp.join(REPO, 'configs', 'toy', 'swin_toy_pets.py'),
+    voc2007=osp.join(REPO, 'configs', 'toy', 'swin_toy_voc2007.py'))
 
 
 @functools.lru_cache()

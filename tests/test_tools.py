@@ -275,8 +275,8 @@ def test_tta_follows_the_task():
 
 
 def test_task_options_reject_other_scopes():
-    with pytest.raises(UnsupportedTaskError, match="'mmpretrain'"):
-        task_of(Config(dict(default_scope='mmpretrain')))
+    with pytest.raises(UnsupportedTaskError, match="'mmagic'"):
+        task_of(Config(dict(default_scope='mmagic')))
 
 
 # ------------------------------------------------------- CPU multi-process

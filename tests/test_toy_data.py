@@ -169,8 +169,8 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
 
 
 def test_cli_writes_the_configured_layout(tmp_path):
-    toy_data().main(['--out-dir', str(tmp_path), '--num-train', '2',
-                     '--num-val', '1', '--img-size', '192x128'])
+    toy_data().main(['--out-dir', str(tmp_path), '--num-train', '4',
+                     '--num-val', '2', '--img-size', '192x128'])
     for rel in ('VOCdevkit/VOC2007/ImageSets/Main/trainval.txt',
                 'VOCdevkit/VOC2007/ImageSets/Main/test.txt',
                 'VOCdevkit/VOC2012/ImageSets/Main/trainval.txt',
@@ -181,7 +181,12 @@ def test_cli_writes_the_configured_layout(tmp_path):
                 'ade/ADEChallengeData2016/images/training/'
                 'ADE_train_00000001.jpg',
                 'ade/ADEChallengeData2016/annotations/validation/'
-                'ADE_val_00000001.png'):
+                'ADE_val_00000001.png',
+                'flowers102/jpg/image_00006.jpg',
+                'flowers102/imagelabels.mat', 'flowers102/setid.mat',
+                'oxford_pets/annotations/trainval.txt',
+                'oxford_pets/annotations/test.txt',
+                'oxford_pets/images/Abyssinian_1.jpg'):
         assert (tmp_path / rel).is_file(), rel
     assert not (tmp_path / 'VOCdevkit/VOC2012/ImageSets/Main/test.txt') \
         .exists()

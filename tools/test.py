@@ -1,4 +1,4 @@
-"""Test (and evaluate) a detector or a segmentor checkpoint.
+"""Test (and evaluate) a detector, segmentor or classifier checkpoint.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
         [--show] [--show-dir DIR] [--wait-time S] [--tta]

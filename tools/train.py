@@ -1,4 +1,5 @@
-"""Train a detector (mmdet config) or a segmentor (mmseg config).
+"""Train a detector (mmdet config), a segmentor (mmseg config) or a classifier
+(mmpretrain config).
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CKPT]] [--cfg-options KEY=VALUE ...] [--launcher ...]

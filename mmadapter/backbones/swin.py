@@ -51,6 +51,18 @@ def resize_relative_position_tables(state_dict, model) -> Dict:
     return state_dict
 
 
+def final_norm_to_last_stage(state_dict, last_stage: int) -> Dict:
+    """Rename a classification checkpoint's final norm (``norm.*``, as
+    Microsoft and mmpretrain name it) to the last stage's output norm
+    (``norm3.*``), as mmcls/mmpretrain's Swin does on load; a checkpoint
+    that has the stage norm already is left alone."""
+    target = f'norm{last_stage}.'
+    if any(k.startswith(target) for k in state_dict):
+        return state_dict
+    return {target + k[len('norm.'):] if k.startswith('norm.') else k: v
+            for k, v in state_dict.items()}
+
+
 @MODELS.register_module()
 class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
     """Swin Transformer with parameter-efficient tuning.
@@ -63,6 +75,12 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
         tuning (str | None): which backbone parameters train: 'full',
             'fixed', 'bitfit', 'norm', 'partial-N' or 'adapter'. Default:
             'adapter' with an adapter, 'full' without.
+        load_final_norm (bool): load a classification checkpoint's final
+            norm (``norm.*``) into the last stage's output norm when
+            ``out_indices`` has the last stage, as mmpretrain's Swin does
+            (the classification configs). Default False: it is reported
+            unused and the stage norm starts at its init, as in the
+            official detection and segmentation runs.
 
     ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts Microsoft's
     official Swin files and those of the official Mona code (converted on
@@ -72,8 +90,10 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
 
     adapted_block_cls = AdaptedSwinBlock
 
-    def __init__(self, *args, adapter=None, tuning=None, **kwargs):
+    def __init__(self, *args, adapter=None, tuning=None,
+                 load_final_norm=False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.load_final_norm = load_final_norm
         self.setup_adapters(adapter, tuning)
 
     def blocks(self):
@@ -88,6 +108,12 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
                 stride *= to_2tuple(stage.downsample.sampler.stride)[0]
         return stride
 
+    def forward(self, x):
+        # mmdet's Swin returns a list; OpenMMLab backbones return a tuple
+        # (mmpretrain's necks accept nothing else, mmdet's and mmseg's
+        # necks and heads only index it).
+        return tuple(super().forward(x))
+
     def derived_state_keys(self):
         return tuple(k for k in self.state_dict()
                      if k.endswith('relative_position_index'))
@@ -99,6 +125,9 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
                 for k, v in swin_converter(state_dict).items()
             }
         state_dict = rename_official_mona_keys(state_dict)
+        last = len(self.stages) - 1
+        if self.load_final_norm and hasattr(self, f'norm{last}'):
+            state_dict = final_norm_to_last_stage(state_dict, last)
         return resize_relative_position_tables(state_dict, model)
 
     def init_weights(self):

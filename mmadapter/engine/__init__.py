@@ -5,11 +5,13 @@ from .checkpoint_hook import (AdapterCheckpointHook, AdapterCheckpointLoadHook,
 from .dist import CPUDistributedDataParallel
 from .hooks import NonFiniteLossHook, ParameterReportHook, RandomStateHook
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
+from .schedulers import WarmupCosineAnnealingLR
 
 __all__ = [
     'AdapterCheckpointHook', 'AtomicCheckpointHook', 'CheckpointWriteError',
     'AdapterCheckpointLoadHook',
     'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
     'CPUDistributedDataParallel', 'ParameterReportHook', 'NonFiniteLossHook',
-    'RandomStateHook', 'BackboneLayerDecayOptimWrapperConstructor'
+    'RandomStateHook', 'BackboneLayerDecayOptimWrapperConstructor',
+    'WarmupCosineAnnealingLR'
 ]

@@ -1,7 +1,7 @@
 """Command lines of tools/train.py and tools/test.py.
 
 The options are those of mmdet 3.x's tools; the same scripts run detection
-(mmdet) and segmentation (mmseg) configs.
+(mmdet), segmentation (mmseg) and classification (mmpretrain) configs.
 """
 import argparse
 import os
@@ -52,8 +52,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description='Train a detector (mmdet config) or a segmentor (mmseg '
-        'config) with mmadapter')
+        description='Train a detector (mmdet config), a segmentor (mmseg '
+        'config) or a classifier (mmpretrain config) with mmadapter')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -81,14 +81,15 @@ def train_parser() -> argparse.ArgumentParser:
 
 def test_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description='Test (and evaluate) a detector or a segmentor')
+        description='Test (and evaluate) a detector, a segmentor or a '
+        'classifier')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--work-dir', help='the directory to save the evaluation metrics')
     parser.add_argument(
-        '--out', help='dump predictions: a .pkl file for detection, a '
-        'directory of prediction maps for segmentation')
+        '--out', help='dump predictions: a .pkl file for detection and '
+        'classification, a directory of prediction maps for segmentation')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
@@ -139,6 +140,13 @@ def check_data_paths(cfg: Config, loaders, evaluators) -> None:
         raise DatasetNotFoundError(f'{mismatch}\n{error}') from None
 
 
+def training_loaders(cfg: Config) -> List[str]:
+    """The dataloaders a training run reads: mmengine validates whenever
+    ``val_cfg`` is set, also to mmpretrain's ``dict()``."""
+    validates = cfg.get('val_cfg') is not None
+    return ['train_dataloader'] + ['val_dataloader'] * validates
+
+
 def prepare_train_config(args: argparse.Namespace) -> Config:
     _limit_dynamo_recompiles()
     cfg = load_config(args.config, args.cfg_options, args.launcher)
@@ -148,10 +156,10 @@ def prepare_train_config(args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
     set_resume(cfg, args.resume)
-    validates = bool(cfg.get('val_cfg'))
-    loaders = ['train_dataloader'] + ['val_dataloader'] * validates
+    loaders = training_loaders(cfg)
     check_data_paths(cfg, loaders=loaders,
-                     evaluators=['val_evaluator'] * validates)
+                     evaluators=['val_evaluator'] * ('val_dataloader' in
+                                                     loaders))
     check_annotation_files(cfg, loaders)
     check_run_checkpoints(cfg)
     return cfg
@@ -198,8 +206,7 @@ def train(argv: Optional[List[str]] = None) -> None:
 
 
 def run_data_check(cfg: Config) -> None:
-    loaders = ['train_dataloader'] + ['val_dataloader'] * bool(
-        cfg.get('val_cfg'))
+    loaders = training_loaders(cfg)
     out_file = osp.join(cfg.work_dir, 'check_data.txt')
     with exit_on_user_error(USER_ERRORS + RUN_ERRORS):
         reports = check_data(cfg, loaders, out_file)

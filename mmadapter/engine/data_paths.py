@@ -11,6 +11,8 @@ from typing import Iterator, List, Sequence, Tuple
 
 from mmengine.config import Config
 
+from .dataset_layouts import implicit_files
+
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 EVALUATORS = ('val_evaluator', 'test_evaluator')
 DATA_DOCS = ('README.md, section "Data preparation" (or generate a small '
@@ -100,6 +102,15 @@ def missing_dataset_paths(dataset_cfg: dict, key: str) -> List[str]:
         if not osp.isdir(path):
             missing.append(
                 f'{key}.data_prefix.{name} -> {path!r} (directory not found)')
+    for relative in implicit_files(dataset_cfg):
+        path = _under_root(root, relative.rstrip('/'))
+        found = osp.isdir(path) if relative.endswith('/') else \
+            osp.isfile(path)
+        if not found:
+            what = 'directory' if relative.endswith('/') else 'file'
+            missing.append(
+                f'{key}.data_root = {root!r}: {dataset_cfg["type"]} reads '
+                f'{path!r} ({what} not found)')
     return missing
 
 

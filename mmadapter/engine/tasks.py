@@ -1,5 +1,6 @@
-"""What differs between detection (mmdet) and segmentation (mmseg) configs
-at test time: visualization, prediction dumps, test-time augmentation.
+"""What differs between detection (mmdet), segmentation (mmseg) and
+classification (mmpretrain) configs at test time: visualization, prediction
+dumps, test-time augmentation.
 
 The task is read from the config's ``default_scope``; training needs no
 task-specific handling.
@@ -11,9 +12,11 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config, ConfigDict
 
+from .data_paths import evaluator_metrics
+
 
 class UnsupportedTaskError(ValueError):
-    """The config's ``default_scope`` is neither mmdet nor mmseg."""
+    """The config's ``default_scope`` is not mmdet, mmseg or mmpretrain."""
 
 
 class Task(ABC):
@@ -61,11 +64,9 @@ class DetectionTask(Task):
             raise ValueError(
                 f'--out {out!r}: detection predictions are dumped to a '
                 'pickle file; give a path ending in .pkl or .pickle.')
-        evaluators = cfg.test_evaluator
-        if not isinstance(evaluators, (list, tuple)):
-            evaluators = [evaluators]
         cfg.test_evaluator = [
-            *evaluators, dict(type='DumpDetResults', out_file_path=out)]
+            *evaluator_metrics(cfg.test_evaluator),
+            dict(type='DumpDetResults', out_file_path=out)]
 
 
 class SegmentationTask(Task):
@@ -89,16 +90,42 @@ class SegmentationTask(Task):
             metric['keep_results'] = True
 
 
-TASKS: Dict[str, Task] = {task.scope: task
-                          for task in (DetectionTask(), SegmentationTask())}
+class ClassificationTask(Task):
+    scope = 'mmpretrain'
+    visualization_hook = 'VisualizationHook'
+    # mmpretrain's tools/test.py default: scores averaged over flips
+    default_tta_model = dict(type='AverageClsScoreTTA')
+
+    def enable_visualization(self, cfg, show, show_dir, wait_time):
+        hook = self.visualization_cfg(cfg)
+        hook['enable'] = True
+        hook['show'] = show
+        hook['wait_time'] = wait_time
+        hook['out_dir'] = show_dir
+
+    def add_prediction_dump(self, cfg, out):
+        if not out.endswith(('.pkl', '.pickle')):
+            raise ValueError(
+                f'--out {out!r}: classification predictions are dumped to a '
+                'pickle file; give a path ending in .pkl or .pickle.')
+        cfg.test_evaluator = [
+            *evaluator_metrics(cfg.test_evaluator),
+            dict(type='DumpResults', out_file_path=out)]
+
+
+TASKS: Dict[str, Task] = {
+    task.scope: task
+    for task in (DetectionTask(), SegmentationTask(), ClassificationTask())
+}
 
 
 def task_of(cfg: Config) -> Task:
     scope = cfg.get('default_scope')
     if scope not in TASKS:
         raise UnsupportedTaskError(
-            f"This option supports detection (default_scope='mmdet') and "
-            f"segmentation (default_scope='mmseg') configs; this config's "
+            f"This option supports detection (default_scope='mmdet'), "
+            f"segmentation (default_scope='mmseg') and classification "
+            f"(default_scope='mmpretrain') configs; this config's "
             f'default_scope is {scope!r}.')
     return TASKS[scope]
 

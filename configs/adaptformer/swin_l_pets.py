@@ -1,0 +1,4 @@
+# AdaptFormer, Swin-L (ImageNet-22k), Oxford-IIIT Pet.
+# Recipe: ../_base_/swin_l_classification.py; method: ./_base_/method.py.
+_base_ = ['../_base_/swin_l_pets.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

@@ -1,0 +1,2 @@
+# Full fine-tuning: every backbone parameter trains.
+method = dict(adapter=None, tuning='full')

@@ -1,0 +1,2 @@
+# NormTuning: only the backbone's normalisation layers train.
+method = dict(adapter=None, tuning='norm')

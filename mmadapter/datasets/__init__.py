@@ -1,0 +1,3 @@
+from .voc_single_label import VOCSingleLabel
+
+__all__ = ['VOCSingleLabel']
