@@ -74,7 +74,7 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
 
     def __init__(self, *args, adapter=None, tuning=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.setup_adapters(adapter, tuning)
+        self.setup_adapters(adapter, tuning, build_args=kwargs)
 
     def blocks(self):
         for i, stage in enumerate(self.stages):
