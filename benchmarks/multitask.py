@@ -94,8 +94,9 @@ def prepare(arch: str, root: str) -> dict:
         cfg = task_config(task, arch, base)
         model = build_model_without_weights(cfg)
         model.init_weights()
-        meta = dict(dataset_meta=dict(DATASETS.get(
-            cfg.test_dataloader.dataset.type).METAINFO))
+        with DATASETS.switch_scope_and_registry(cfg.default_scope) as reg:
+            dataset_cls = reg.get(cfg.test_dataloader.dataset.type)
+        meta = dict(dataset_meta=dict(dataset_cls.METAINFO))
         adapter = osp.join(root, f'{arch}_{task}_adapter.pth')
         save_adapter_checkpoint(model, adapter, config=cfg, meta=meta)
         full = osp.join(root, f'{arch}_{task}_full.pth')
@@ -104,9 +105,8 @@ def prepare(arch: str, root: str) -> dict:
         cfg.dump(config)
         files['adapter'][task], files['full'][task] = adapter, full
         files['configs'][task] = config
-        files['set_params'][task] = sum(
-            model.get_parameter(k).numel()
-            for k in model.backbone.adapter_state_keys())
+        files['set_params'][task] = model.backbone.adapter_set(
+            'default').num_parameters()
         del model
     return files
 

@@ -139,6 +139,13 @@ class AdapterSet:
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def merged(self) -> bool:
+        """Whether any of its Linear wrappers has its update folded into
+        the shared frozen weight (LoRA's ``merge``)."""
+        return any(getattr(wrapper, 'merged', False)
+                   for block in self.blocks.values()
+                   for wrapper in block.linears.values())
+
     def state_dict(self, keep_vars: bool = False) -> OrderedDict:
         """The set's tensors, keyed as in the backbone's state dict while it
         is active (the keys of the single-set model it was trained as)."""
@@ -197,10 +204,15 @@ def prepare_block(block: nn.Module,
     block.ffn.dropout_layer = nn.Identity()
     block.ffn.add_identity = False
     block.adapters = AdapterSites()
-    # the stock Linear layers, kept outside the module tree: every set wraps
-    # these (LoRA), and a set without a wrapper for a layer runs it as is
+    # the stock Linear layers and where they sit, kept outside the module
+    # tree: every set wraps these (LoRA), a set without a wrapper for a
+    # layer runs it as is
     block.stock_linears = {name: block.get_submodule(path)
                            for name, path in adapted_cls.linear_paths.items()}
+    block.linear_slots = {}
+    for name, path in adapted_cls.linear_paths.items():
+        parent_path, _, attr = path.rpartition('.')
+        block.linear_slots[name] = (block.get_submodule(parent_path), attr)
     return block
 
 
@@ -218,13 +230,10 @@ def install_block_adapters(block: nn.Module,
                            adapters: Optional[BlockAdapters]) -> None:
     """Make ``adapters`` (None: no adapter) the ones ``block`` runs: a few
     attribute assignments, no tensor is touched or copied."""
-    block.adapters = adapters.sites if adapters is not None \
-        else AdapterSites()
-    block.adapters.train(block.training)
+    sites = adapters.sites if adapters is not None else AdapterSites()
+    block.adapters = _in_mode(sites, block.training)
     wrappers = adapters.linears if adapters is not None else {}
-    for name, path in type(block).linear_paths.items():
-        parent_path, _, attr = path.rpartition('.')
-        parent = block.get_submodule(parent_path)
+    for name, (parent, attr) in block.linear_slots.items():
         current = getattr(parent, attr)
         new = wrappers.get(name, block.stock_linears[name])
         if new is current:
@@ -234,8 +243,13 @@ def install_block_adapters(block: nn.Module,
         for param in ('weight', 'bias'):
             if getattr(new, param) is not getattr(current, param):
                 setattr(new, param, getattr(current, param))
-        new.train(block.training)
-        setattr(parent, attr, new)
+        setattr(parent, attr, _in_mode(new, block.training))
+
+
+def _in_mode(module: nn.Module, training: bool) -> nn.Module:
+    """``module`` in train or eval mode (``train()`` sets the whole
+    subtree, so the top module's flag tells)."""
+    return module if module.training == training else module.train(training)
 
 
 def adapt_block(block: nn.Module, adapted_cls: Type[AdaptedBlockMixin],

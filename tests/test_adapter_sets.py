@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from conftest import (TINY_ADAPTERS, assert_outputs_equal, images, no_dropout,
-                      tiny_swin, tiny_vit)
+from conftest import (TINY_ADAPTERS, assert_outputs_equal, images,
+                      no_dropout, tiny_swin, tiny_vit)
 from mmadapter.insertion import AdapterSetError
 
 BACKBONES = {'swin': tiny_swin, 'vit': tiny_vit}
@@ -33,6 +33,10 @@ def perturbed(model, seed=3):
     return no_dropout(model).eval()
 
 
+def small_images():
+    return images(32, 32, batch=1)  # the smallest input both take
+
+
 def forward(model, x):
     with torch.no_grad():
         return model(x)
@@ -53,7 +57,7 @@ def assert_tensors_identical(a, b):
 @pytest.mark.parametrize('method', METHODS)
 def test_set_loaded_by_name_is_the_single_set_model(build, method):
     single = perturbed(build(adapter=TINY_ADAPTERS[method]))
-    x = images()
+    x = small_images()
     expected = forward(single, x)
     # a backbone running another method, holding the same frozen weights
     shared = perturbed(build(adapter=TINY_ADAPTERS[OTHER[method]]), seed=5)
@@ -101,7 +105,7 @@ def test_no_set_active_is_the_frozen_base(build):
     model.delete_adapter_set('default')
     model.activate_adapter_set(None)
     assert model.adapter_set_names() == ['lora']
-    x = images()
+    x = small_images()
     assert_outputs_equal(forward(model.eval(), x), forward(plain, x))
     assert list(model.state_dict()) == list(plain.state_dict())
 
@@ -111,7 +115,7 @@ def test_sets_added_to_a_backbone_without_adapters(build):
     model.add_adapter_set('a', TINY_ADAPTERS['Mona'], activate=True)
     reference = perturbed(build(adapter=TINY_ADAPTERS['Mona']))
     reference.load_state_dict(model.state_dict())
-    x = images()
+    x = small_images()
     assert_outputs_equal(forward(model, x), forward(reference, x))
     assert not any(p.requires_grad for p in model.parameters())
 
@@ -121,7 +125,7 @@ def test_lora_merge_acts_on_the_active_set_and_must_be_undone_to_switch(
     model = perturbed(build(adapter=TINY_ADAPTERS['LoRA']))
     lora_b = dict(type='LoRA', rank=2, targets=('v', 'fc2'))
     model.add_adapter_set('b', lora_b)
-    x = images()
+    x = small_images()
     unmerged = forward(model, x)
     assert model.merge_lora() > 0
     assert_outputs_equal(forward(model, x), unmerged, atol=1e-5)
@@ -151,7 +155,7 @@ def test_training_one_set_leaves_the_others_and_the_frozen_weights(build):
     optimizer = torch.optim.AdamW(trainable, lr=1e-2, weight_decay=0.1)
     model.train()
     for _ in range(2):
-        loss = sum(out.square().mean() for out in model(images()))
+        loss = sum(out.square().mean() for out in model(small_images()))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -170,7 +174,7 @@ def test_device_dtype_and_mode_reach_the_inactive_sets(build):
     assert all(p.dtype == torch.float64 for p in other.parameters())
     model.activate_adapter_set('lora')
     assert not any(m.training for m in model.modules())
-    out = forward(model, images().double())
+    out = forward(model, small_images().double())
     assert out[0].dtype == torch.float64
     model.train()
     model.activate_adapter_set('default')

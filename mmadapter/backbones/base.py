@@ -17,7 +17,8 @@ single-adapter model ``X`` was trained as, so tuning, optimizers and
 adapter-only checkpoints see one set. The other sets are kept beside the
 tree (moved by ``.to()``/``.half()`` with it) and share its frozen weights.
 A backbone built with ``adapter=dict(...)`` holds one set, named
-``'default'``. Sets from adapter-only checkpoints: :mod:`mmadapter.adapter_sets`.
+``'default'``. Sets from adapter-only checkpoints:
+:mod:`mmadapter.adapter_sets`.
 """
 import inspect
 from typing import Dict, Iterable, List, Optional, Tuple, Type
@@ -30,8 +31,7 @@ from mmadapter.adapters.base import AdapterSpec, build_adapter
 from mmadapter.insertion import (AdaptedBlockMixin, AdapterSet,
                                  AdapterSetError, adapter_parameter_names,
                                  build_block_adapters, install_block_adapters,
-                                 iter_lora_layers, merge_lora, prepare_block,
-                                 reset_adapters)
+                                 merge_lora, prepare_block, reset_adapters)
 from mmadapter.pretrained import LoadReport, load_pretrained
 from mmadapter.tuning import apply_policy, normalize_policy
 
@@ -266,7 +266,8 @@ class AdapterBackboneMixin:
                 f'loaded sets: {self.adapter_set_names() or "none"}.')
 
     def _check_unmerged(self, doing: str) -> None:
-        if any(layer.merged for layer in iter_lora_layers(self)):
+        active = self.adapter_sets.get(self.active_adapter_set)
+        if active is not None and active.merged():
             raise AdapterSetError(
                 f'Cannot go on {doing}: the LoRA updates of the active set '
                 f'{self.active_adapter_set!r} are merged into the frozen '

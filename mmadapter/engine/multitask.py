@@ -3,9 +3,9 @@ instance in memory, and per task an adapter-only checkpoint (adapters +
 neck + head) served as a named adapter set::
 
     from mmadapter.engine.multitask import MultiTaskModel
-    tasks = MultiTaskModel('data/pretrained/swin_large_patch4_window7_224_22k.pth',
-                           dict(voc='work_dirs/voc/iter_600.pth',
-                                ade='work_dirs/ade/iter_160000.pth'))
+    base = 'data/pretrained/swin_large_patch4_window7_224_22k.pth'
+    tasks = MultiTaskModel(base, dict(voc='work_dirs/voc/iter_600.pth',
+                                      ade='work_dirs/ade/iter_160000.pth'))
     results = tasks.predict_all('demo.jpg')   # {'voc': DetDataSample, ...}
     tasks.draw('demo.jpg', results, 'vis/')
 
@@ -114,7 +114,8 @@ class MultiTaskModel:
     Args:
         base: the base checkpoint every task was trained on (checked by
             sha256 against each task's record).
-        tasks: task name -> adapter-only checkpoint (``AdapterCheckpointHook``).
+        tasks: task name -> adapter-only checkpoint (as
+            ``AdapterCheckpointHook`` saves them).
         configs: task name -> config file overriding the recorded config.
         device: where to run.
     """
@@ -125,15 +126,17 @@ class MultiTaskModel:
         if not tasks:
             raise AdapterSetError('MultiTaskModel needs at least one task.')
         configs = configs or {}
-        self.checkpoints: Dict[str, TaskCheckpoint] = {
+        # the files' tensors are copied into the models and then let go
+        checkpoints: Dict[str, TaskCheckpoint] = {
             name: read_task_checkpoint(path, configs.get(name))
             for name, path in tasks.items()}
+        self.configs: Dict[str, Config] = {
+            name: task.config for name, task in checkpoints.items()}
         self.tasks: Dict[str, Task] = {
-            name: task_of(task.config)
-            for name, task in self.checkpoints.items()}
-        self.backbone = build_shared_backbone(self.checkpoints, base, device)
+            name: task_of(cfg) for name, cfg in self.configs.items()}
+        self.backbone = build_shared_backbone(checkpoints, base, device)
         self.models: Dict[str, nn.Module] = {}
-        for name, task in self.checkpoints.items():
+        for name, task in checkpoints.items():
             out_indices = _stock_out_indices(task.backbone_cfg,
                                              type(self.backbone))
             model = self.tasks[name].init_model(
@@ -141,6 +144,7 @@ class MultiTaskModel:
             load_task_head(model, task)
             model.backbone.attach(self.backbone)
             self.models[name] = model.eval()
+            task.checkpoint.clear()
         print_log(self.summary(), logger=MMLogger.get_current_instance())
 
     def summary(self) -> str:
