@@ -176,14 +176,7 @@ class AdapterBackboneMixin:
         over the shared frozen weights, initialised as its method specifies,
         without adding it. Refused for a duplicate name, a bad config, or a
         tuning policy that trains the shared weights."""
-        if not isinstance(name, str) or not name:
-            raise AdapterSetError(
-                f'An adapter set needs a non-empty string name, got {name!r}.')
-        if name in self.adapter_sets:
-            raise AdapterSetError(
-                f'{type(self).__name__} already holds an adapter set named '
-                f'{name!r} (loaded: {self.adapter_set_names()}); delete it '
-                'first (delete_adapter_set) or choose another name.')
+        self._check_new_name(name)
         spec = build_adapter(adapter)
         if spec is None:
             raise AdapterSetError(
@@ -220,8 +213,7 @@ class AdapterBackboneMixin:
                 raise AdapterSetError(
                     f'Adapter set {adapter.name!r} was not built for this '
                     f'backbone under the name {name!r}.')
-            if name in self.adapter_sets:
-                self.build_adapter_set(name, adapter.spec)  # the clear error
+            self._check_new_name(name)
             new = adapter
         else:
             new = self.build_adapter_set(name, adapter)
@@ -258,6 +250,16 @@ class AdapterBackboneMixin:
             self._check_unmerged(f'deleting adapter set {name!r}')
             self.activate_adapter_set(None)
         del self.adapter_sets[name]
+
+    def _check_new_name(self, name) -> None:
+        if not isinstance(name, str) or not name:
+            raise AdapterSetError(
+                f'An adapter set needs a non-empty string name, got {name!r}.')
+        if name in self.adapter_sets:
+            raise AdapterSetError(
+                f'{type(self).__name__} already holds an adapter set named '
+                f'{name!r} (loaded: {self.adapter_set_names()}); delete it '
+                'first (delete_adapter_set) or choose another name.')
 
     def _check_known(self, name) -> None:
         if name not in self.adapter_sets:
