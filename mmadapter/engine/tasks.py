@@ -34,19 +34,26 @@ class Task(ABC):
     def add_prediction_dump(self, cfg: Config, out: str) -> None:
         """Make testing also save the raw predictions to ``out``."""
 
-    @abstractmethod
+    # the stock inference API (multi-task serving); not abstract, so that a
+    # task without it (classification) still works for the options above
     def init_model(self, cfg: Config, device: str):
         """The model of ``cfg`` built for inference (no weights loaded), as
         the stock ``init_detector`` / ``init_model`` builds it."""
+        raise self._no_inference_api()
 
-    @abstractmethod
     def inference(self, model, images):
         """Results of the stock inference function on ``images`` (a path or
         array, or a list of them)."""
+        raise self._no_inference_api()
 
-    @abstractmethod
     def visualizer(self, name: str):
         """The stock visualiser of this task."""
+        raise self._no_inference_api()
+
+    def _no_inference_api(self) -> UnsupportedTaskError:
+        return UnsupportedTaskError(
+            f'Inference through the stock API is not supported for '
+            f'{self.scope} configs (detection and segmentation are).')
 
     def draw(self, model, image, result, out_file: str,
              score_thr: float = 0.3) -> None:
