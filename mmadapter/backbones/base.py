@@ -1,6 +1,26 @@
 """What AdapterSwinTransformer and AdapterViT share: building the adapter
 spec and tuning policy from the config, adapting every block, initialising
-(pretrained or from scratch) and re-applying the tuning policy afterwards."""
+(pretrained or from scratch) and re-applying the tuning policy afterwards,
+and several named adapter sets over one copy of the frozen weights.
+
+Named adapter sets (as Hugging Face peft's ``add_adapter`` /
+``set_adapter`` / ``delete_adapter``)::
+
+    backbone.add_adapter_set('seg', dict(type='LoRA', rank=8))
+    backbone.activate_adapter_set('seg')      # a few pointer swaps per block
+    backbone.adapter_set_names()              # ['default', 'seg']
+    backbone.delete_adapter_set('default')
+
+Only the active set is in the module tree: with set ``X`` active the
+backbone's parameters, state-dict keys and outputs are exactly those of the
+single-adapter model ``X`` was trained as, so tuning, optimizers and
+adapter-only checkpoints see one set. The other sets are kept beside the
+tree (moved by ``.to()``/``.half()`` with it) and share its frozen weights.
+A backbone built with ``adapter=dict(...)`` holds one set, named
+``'default'``. Sets from adapter-only checkpoints:
+:mod:`mmadapter.adapter_sets`.
+"""
+import inspect
 from typing import Dict, Iterable, List, Optional, Tuple, Type
 
 import torch
@@ -8,11 +28,23 @@ import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
 from mmadapter.adapters.base import AdapterSpec, build_adapter
-from mmadapter.insertion import (AdaptedBlockMixin, adapt_block,
-                                 adapter_parameter_names, merge_lora,
-                                 reset_adapters)
+from mmadapter.insertion import (AdaptedBlockMixin, AdapterSet,
+                                 AdapterSetError, adapter_parameter_names,
+                                 build_block_adapters, install_block_adapters,
+                                 merge_lora, prepare_block, reset_adapters)
 from mmadapter.pretrained import LoadReport, load_pretrained
 from mmadapter.tuning import apply_policy, normalize_policy
+
+#: Name of the set a backbone built with ``adapter=dict(...)`` holds.
+DEFAULT_SET = 'default'
+#: Policies under which several sets can share the frozen weights: nothing
+#: but adapters trains.
+SHARING_POLICIES = ('adapter', 'fixed')
+#: Build arguments that do not change what the shared frozen backbone
+#: computes at inference (they differ between tasks sharing it).
+PER_TASK_ARGS = ('out_indices', 'drop_path_rate', 'drop_rate',
+                 'attn_drop_rate', 'with_cp', 'init_cfg', 'pretrained',
+                 'adapter', 'tuning', 'frozen_stages', 'convert_weights')
 
 
 class AdapterBackboneMixin:
@@ -24,13 +56,18 @@ class AdapterBackboneMixin:
 
     adapted_block_cls: Type[AdaptedBlockMixin]
 
-    def setup_adapters(self, adapter, tuning) -> None:
-        self.adapter_spec: Optional[AdapterSpec] = build_adapter(adapter)
-        self.tuning = normalize_policy(tuning, self.adapter_spec is not None)
-        if self.adapter_spec is not None:
-            for _, block, dims in self.blocks():
-                adapt_block(block, self.adapted_block_cls, self.adapter_spec,
-                            dims)
+    def setup_adapters(self, adapter, tuning, build_args=None) -> None:
+        """Build the ``'default'`` set from ``adapter`` (if any) and apply
+        ``tuning``. ``build_args``: the keyword arguments the backbone was
+        built with (its architecture, see :meth:`architecture`)."""
+        spec = build_adapter(adapter)
+        self.tuning = normalize_policy(tuning, spec is not None)
+        self.build_args = dict(build_args or {})
+        self.adapter_spec: Optional[AdapterSpec] = None
+        self.adapter_sets: Dict[str, AdapterSet] = {}
+        self.active_adapter_set: Optional[str] = None
+        if spec is not None:
+            self.add_adapter_set(DEFAULT_SET, spec, activate=True)
         self.pretrained_report: Optional[LoadReport] = None
         self.apply_tuning()
 
@@ -118,8 +155,164 @@ class AdapterBackboneMixin:
                 f'{n_adapter:,} in adapters.')
 
     def merge_lora(self) -> int:
-        """Fold LoRA updates into the frozen weights (inference)."""
+        """Fold the active set's LoRA updates into the frozen weights
+        (inference). Unmerge before switching sets."""
         return merge_lora(self)
 
     def unmerge_lora(self) -> int:
         return merge_lora(self, unmerge=True)
+
+    # -- named adapter sets ----------------------------------------------
+    def adapter_set_names(self) -> List[str]:
+        """Names of the loaded sets, in the order they were added."""
+        return list(self.adapter_sets)
+
+    def adapter_set(self, name: str) -> AdapterSet:
+        self._check_known(name)
+        return self.adapter_sets[name]
+
+    def build_adapter_set(self, name: str, adapter) -> AdapterSet:
+        """Build set ``name`` from an adapter config (``dict(type=...)``)
+        over the shared frozen weights, initialised as its method specifies,
+        without adding it. Refused for a duplicate name, a bad config, or a
+        tuning policy that trains the shared weights."""
+        self._check_new_name(name)
+        spec = build_adapter(adapter)
+        if spec is None:
+            raise AdapterSetError(
+                f'Adapter set {name!r} needs an adapter config '
+                "dict(type=...), got None.")
+        if self.adapter_sets and self.tuning not in SHARING_POLICIES:
+            raise AdapterSetError(
+                f"tuning='{self.tuning}' trains backbone weights that all "
+                'adapter sets share, so this backbone can hold one set only. '
+                "Build it with tuning='adapter' (training) or 'fixed' "
+                '(inference) to add more.')
+        blocks = {}
+        for path, block, dims in self.blocks():
+            # no-op after the first set; computes as the stock block
+            prepare_block(block, self.adapted_block_cls)
+            blocks[path] = build_block_adapters(block, spec, dims)
+        # initialised as the method specifies by the modules' constructors
+        new = AdapterSet(name, spec, blocks)
+        trains = self.tuning in ('adapter', 'full')
+        reference = next(iter(self.parameters()))  # device and dtype
+        for module in new.owned_modules():
+            module.requires_grad_(trains)
+            module.to(device=reference.device, dtype=reference.dtype)
+            module.train(self.training)
+        return new
+
+    def add_adapter_set(self, name: str, adapter,
+                        activate: bool = False) -> AdapterSet:
+        """Add set ``name``: built from an adapter config, or one that
+        :meth:`build_adapter_set` built for this backbone."""
+        if isinstance(adapter, AdapterSet):
+            if adapter.name != name or set(adapter.blocks) != set(
+                    self.block_prefixes()):
+                raise AdapterSetError(
+                    f'Adapter set {adapter.name!r} was not built for this '
+                    f'backbone under the name {name!r}.')
+            self._check_new_name(name)
+            new = adapter
+        else:
+            new = self.build_adapter_set(name, adapter)
+        self.adapter_sets[name] = new
+        if activate:
+            self.activate_adapter_set(name)
+        return new
+
+    def activate_adapter_set(self, name: Optional[str]) -> None:
+        """Run set ``name`` from now on (None: no adapter, the frozen base).
+        Constant in the model size: no tensor is touched or copied, only
+        the modules each block runs are swapped. Refused while the active
+        set's LoRA updates are merged into the shared weights."""
+        if name == self.active_adapter_set:
+            return
+        if name is not None:
+            self._check_known(name)
+        self._check_unmerged(f'switching to adapter set {name!r}')
+        target = self.adapter_sets[name] if name is not None else None
+        for path, block, _ in self.blocks():
+            if isinstance(block, AdaptedBlockMixin):
+                install_block_adapters(
+                    block, target.blocks[path] if target else None)
+        self.active_adapter_set = name
+        self.adapter_spec = target.spec if target else None
+        if self.tuning not in SHARING_POLICIES:  # a single set: exact policy
+            self.apply_tuning()
+
+    def delete_adapter_set(self, name: str) -> None:
+        """Remove set ``name``; deleting the active one leaves no set
+        active (the frozen base)."""
+        self._check_known(name)
+        if name == self.active_adapter_set:
+            self._check_unmerged(f'deleting adapter set {name!r}')
+            self.activate_adapter_set(None)
+        del self.adapter_sets[name]
+
+    def _check_new_name(self, name) -> None:
+        if not isinstance(name, str) or not name:
+            raise AdapterSetError(
+                f'An adapter set needs a non-empty string name, got {name!r}.')
+        if name in self.adapter_sets:
+            raise AdapterSetError(
+                f'{type(self).__name__} already holds an adapter set named '
+                f'{name!r} (loaded: {self.adapter_set_names()}); delete it '
+                'first (delete_adapter_set) or choose another name.')
+
+    def _check_known(self, name) -> None:
+        if name not in self.adapter_sets:
+            raise AdapterSetError(
+                f'{type(self).__name__} has no adapter set named {name!r}; '
+                f'loaded sets: {self.adapter_set_names() or "none"}.')
+
+    def _check_unmerged(self, doing: str) -> None:
+        active = self.adapter_sets.get(self.active_adapter_set)
+        if active is not None and active.merged():
+            raise AdapterSetError(
+                f'Cannot go on {doing}: the LoRA updates of the active set '
+                f'{self.active_adapter_set!r} are merged into the frozen '
+                'weights every set shares. Call unmerge_lora() first.')
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .half(), .cuda() also reach the sets outside the tree
+        super()._apply(fn, *args, **kwargs)
+        for name, adapter_set in getattr(self, 'adapter_sets', {}).items():
+            if name != self.active_adapter_set:
+                for module in adapter_set.owned_modules():
+                    module._apply(fn, *args, **kwargs)
+        return self
+
+    def architecture(self) -> Dict:
+        """The build arguments that define the frozen computation (all but
+        :data:`PER_TASK_ARGS`), with the class defaults filled in: two
+        backbones with equal architectures and the same base weights
+        compute the same features."""
+        return architecture_of(type(self), self.build_args)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def architecture_of(backbone_cls: type, build_args: Dict) -> Dict:
+    """:meth:`AdapterBackboneMixin.architecture` of a backbone of class
+    ``backbone_cls`` built with ``build_args`` (a config without
+    ``type``)."""
+    defaults = {}
+    for cls in reversed(backbone_cls.__mro__):
+        init = cls.__dict__.get('__init__')
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.default is not inspect.Parameter.empty:
+                defaults[param.name] = param.default
+    args = {**defaults, **{k: v for k, v in build_args.items()
+                           if k != 'type'}}
+    return {k: _plain(v) for k, v in sorted(args.items())
+            if k not in PER_TASK_ARGS}

@@ -94,7 +94,7 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
                  load_final_norm=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.load_final_norm = load_final_norm
-        self.setup_adapters(adapter, tuning)
+        self.setup_adapters(adapter, tuning, build_args=kwargs)
 
     def blocks(self):
         for i, stage in enumerate(self.stages):

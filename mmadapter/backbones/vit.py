@@ -182,14 +182,14 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
                 "every layer; remove ffn_type='swiglu_fused' from layer_cfgs "
                 'or set adapter=None.')
         self.with_cp = with_cp
-        self.setup_adapters(adapter, tuning)
+        self.setup_adapters(adapter, tuning, build_args=kwargs)
         self.patch_grid = self.patch_resolution
         self.patch_embed.register_forward_hook(self._record_patch_grid)
         for layer in self.layers:
-            if isinstance(layer, AdaptedViTLayer):
-                layer.register_forward_pre_hook(self._pass_patch_grid,
-                                                with_kwargs=True)
-            elif with_cp:
+            # on every layer: a set added later adapts stock layers
+            layer.register_forward_pre_hook(self._pass_patch_grid,
+                                            with_kwargs=True)
+            if with_cp and not isinstance(layer, AdaptedViTLayer):
                 layer.__class__ = CheckpointedViTLayer
             layer.with_cp = with_cp
 
@@ -200,7 +200,8 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
         self.patch_grid = tuple(output[1])
 
     def _pass_patch_grid(self, layer, args, kwargs):
-        if len(args) < 2 and kwargs.get('hw_shape') is None:
+        if isinstance(layer, AdaptedViTLayer) and len(args) < 2 \
+                and kwargs.get('hw_shape') is None:
             return args, {**kwargs, 'hw_shape': self.patch_grid}
         return args, kwargs
 

@@ -1,11 +1,14 @@
 """What differs between detection (mmdet), segmentation (mmseg) and
 classification (mmpretrain) configs at test time: visualization, prediction
-dumps, test-time augmentation.
+dumps, test-time augmentation, and the stock inference API (``mmdet.apis`` /
+``mmseg.apis``: build a model for inference, run it on images, draw a result
+with the stock visualiser).
 
 The task is read from the config's ``default_scope``; training needs no
 task-specific handling.
 """
 import copy
+import warnings
 from abc import ABC, abstractmethod
 from argparse import Namespace
 from typing import Dict, List, Optional
@@ -34,6 +37,41 @@ class Task(ABC):
     def add_prediction_dump(self, cfg: Config, out: str) -> None:
         """Make testing also save the raw predictions to ``out``."""
 
+    # the stock inference API (multi-task serving); not abstract, so that a
+    # task without it (classification) still works for the options above
+    def init_model(self, cfg: Config, device: str):
+        """The model of ``cfg`` built for inference (no weights loaded), as
+        the stock ``init_detector`` / ``init_model`` builds it."""
+        raise self._no_inference_api()
+
+    def inference(self, model, images):
+        """Results of the stock inference function on ``images`` (a path or
+        array, or a list of them)."""
+        raise self._no_inference_api()
+
+    def visualizer(self, name: str):
+        """The stock visualiser of this task."""
+        raise self._no_inference_api()
+
+    def _no_inference_api(self) -> UnsupportedTaskError:
+        return UnsupportedTaskError(
+            f'Inference through the stock API is not supported for '
+            f'{self.scope} configs (detection and segmentation are).')
+
+    def draw(self, model, image, result, out_file: str,
+             score_thr: float = 0.3) -> None:
+        """Write ``result`` on ``image`` (RGB array) to ``out_file`` as the
+        stock visualiser draws it."""
+        visualizer = self.visualizer(f'mmadapter_{self.scope}_{id(model)}')
+        visualizer.dataset_meta = model.dataset_meta
+        visualizer.add_datasample('result', image, data_sample=result,
+                                  draw_gt=False, show=False,
+                                  out_file=out_file,
+                                  **self.draw_options(score_thr))
+
+    def draw_options(self, score_thr: float) -> dict:
+        return {}
+
     def visualization_cfg(self, cfg: Config) -> ConfigDict:
         hooks = cfg.get('default_hooks') or {}
         if 'visualization' not in hooks:
@@ -59,6 +97,23 @@ class DetectionTask(Task):
         trigger_visualization_hook(
             cfg, Namespace(show=show, show_dir=show_dir, wait_time=wait_time))
 
+    def init_model(self, cfg, device):
+        from mmdet.apis import init_detector
+        with warnings.catch_warnings():  # 'checkpoint is None': loaded next
+            warnings.simplefilter('ignore')
+            return init_detector(cfg, checkpoint=None, device=device)
+
+    def inference(self, model, images):
+        from mmdet.apis import inference_detector
+        return inference_detector(model, images)
+
+    def visualizer(self, name):
+        from mmdet.visualization import DetLocalVisualizer
+        return DetLocalVisualizer.get_instance(name)
+
+    def draw_options(self, score_thr):
+        return dict(pred_score_thr=score_thr)
+
     def add_prediction_dump(self, cfg, out):
         if not out.endswith(('.pkl', '.pickle')):
             raise ValueError(
@@ -82,6 +137,18 @@ class SegmentationTask(Task):
             hook['wait_time'] = wait_time
         if show_dir:
             cfg.visualizer['save_dir'] = show_dir
+
+    def init_model(self, cfg, device):
+        from mmseg.apis import init_model
+        return init_model(cfg, checkpoint=None, device=device)
+
+    def inference(self, model, images):
+        from mmseg.apis import inference_model
+        return inference_model(model, images)
+
+    def visualizer(self, name):
+        from mmseg.visualization import SegLocalVisualizer
+        return SegLocalVisualizer.get_instance(name)
 
     def add_prediction_dump(self, cfg, out):
         metrics = cfg.test_evaluator
