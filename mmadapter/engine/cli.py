@@ -14,7 +14,7 @@ from mmengine.config import Config, DictAction
 from .amp import enable_amp
 from .atomic_checkpoint import CheckpointWriteError
 from .check_data import check_data
-from .data_layouts import layout_mismatches
+from .dataset_layouts import layout_mismatches
 from .data_paths import DatasetNotFoundError, check_dataset_paths
 from .dataset_checks import SKIP_ENV, DataError, check_annotation_files
 from .dist import end_distributed_run
