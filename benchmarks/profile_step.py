@@ -15,6 +15,7 @@ dominate matter, not their last millisecond.
 import argparse
 import os
 import os.path as osp
+import statistics
 import sys
 
 import torch
@@ -28,41 +29,54 @@ from run_benchmarks import (ARCHS, FLOOR, METHODS, build_backbone,  # noqa
                             make_optimizer, train_step_fn)
 
 
-def op_self_times(step, device, rounds):
-    """Operator name -> (self time in ms per step, calls per step), from
-    ``rounds`` profiled steps after two warm-up steps."""
-    step()
-    step()
+def profile_step(step, device):
+    """Operator name -> (self time in ms, calls) of one profiled step."""
     activities = [ProfilerActivity.CPU]
     if device.type == 'cuda':
         activities.append(ProfilerActivity.CUDA)
     with profile(activities=activities) as prof:
-        for _ in range(rounds):
-            step()
+        step()
     times = {}
     for event in prof.key_averages():
         self_us = event.self_device_time_total if device.type == 'cuda' \
             else event.self_cpu_time_total
-        times[event.key] = (self_us / 1e3 / rounds, event.count / rounds)
+        times[event.key] = (self_us / 1e3, event.count)
     return times
 
 
 def profile_methods(bench, methods, device, rounds):
-    profiles = {}
+    """Per method, the median over ``rounds`` profiled steps of each
+    operator's self time. The methods take their profiled steps in turn
+    (after two warm-up steps each), so a change in the machine's load
+    during the run falls on all of them alike."""
+    steps = {}
     for method in methods:
         torch.manual_seed(0)
         model = build_backbone(ARCHS[bench['arch']](),
                                method).to(device).train()
-        step = train_step_fn(model, make_input(bench, device),
-                             make_optimizer(model), bench['amp'])
-        profiles[method] = op_self_times(step, device, rounds)
-        del model, step
+        steps[method] = train_step_fn(model, make_input(bench, device),
+                                      make_optimizer(model), bench['amp'])
+        steps[method]()
+        steps[method]()
+    runs = {method: [] for method in methods}
+    for _ in range(rounds):
+        for method, step in steps.items():
+            runs[method].append(profile_step(step, device))
+    profiles = {}
+    for method, profs in runs.items():
+        names = set().union(*profs)
+        profiles[method] = {
+            name: (statistics.median(p.get(name, (0.0, 0))[0]
+                                     for p in profs),
+                   statistics.median(p.get(name, (0.0, 0))[1]
+                                     for p in profs))
+            for name in names}
         print(method, f'{sum(t for t, _ in profiles[method].values()):.0f} '
               'ms of operator self time a step', flush=True)
     return profiles
 
 
-def report(bench, profiles, device, top, load):
+def report(bench, profiles, device, top, load, rounds):
     floor = profiles[FLOOR]
     h, w = bench['hw']
     lines = [
@@ -72,8 +86,9 @@ def report(bench, profiles, device, top, load):
         f'device `{device}`, {torch.get_num_threads()} thread(s)',
         f'- load average (1, 5, 15 min) at start / end: {load[0]} / '
         f'{load[1]}',
-        '- operator self times (ms per step, torch.profiler, CPU time on '
-        'CPU, device time on CUDA) of the benchmark\'s training step; '
+        f'- operator self times (ms per step, torch.profiler; wall time of '
+        f'each operator on CPU, device time on CUDA), median over '
+        f'{rounds} profiled steps per method taken in turn; '
         '"extra" is the time above the floor\'s for the same operator. '
         'Backward operators appear under their own names '
         '(`convolution_backward`...), autograd\'s bookkeeping under '
@@ -108,8 +123,8 @@ def main():
                         help='tiny Swin, 64x64 input')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--size', type=int, default=None)
-    parser.add_argument('--rounds', type=int, default=1,
-                        help='profiled steps per method (averaged)')
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='profiled steps per method (median taken)')
     parser.add_argument('--top', type=int, default=12)
     parser.add_argument('--methods', nargs='+', choices=list(METHODS),
                         default=[m for m in METHODS
@@ -130,7 +145,7 @@ def main():
     start = load_average()
     profiles = profile_methods(bench, methods, device, args.rounds)
     lines = report(bench, profiles, device, args.top,
-                   (start, load_average()))
+                   (start, load_average()), args.rounds)
     os.makedirs(args.out_dir, exist_ok=True)
     path = osp.join(args.out_dir, ('quick_' if args.quick else '') +
                     f'PROFILE_{device.type}_{size}.md')
