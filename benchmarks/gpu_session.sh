@@ -23,7 +23,8 @@
 #   bash benchmarks/gpu_session.sh --quick --device cpu [--methods ...]
 #
 # runs step 2 with a tiny Swin on the CPU in the current environment (no
-# install): tests/test_benchmarks.py keeps the script working that way.
+# install): tests/test_benchmarks.py keeps the script working that way
+# (SETTINGS="coco ade20k" picks settings).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}  # the interpreter (tests pass theirs)
@@ -70,7 +71,7 @@ fi
   || exit 1
 
 status=0
-for setting in coco voc ade20k; do
+for setting in ${SETTINGS:-coco voc ade20k}; do
   start=$SECONDS
   timeout "$SETTING_TIMEOUT" "$PY" benchmarks/run_benchmarks.py \
     --device "$DEVICE" --setting "$setting" --repeats "$REPEATS" \

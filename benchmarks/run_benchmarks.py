@@ -531,6 +531,10 @@ def main():
                         f'{", ".join(SETTING_METHODS)})')
     parser.add_argument('--skip-inference', action='store_true')
     parser.add_argument('--skip-mona-op', action='store_true')
+    parser.add_argument('--memory-from', default=None, metavar='JSON',
+                        help='take the peak memory of each method from an '
+                        'earlier run\'s results json (same machine and code: '
+                        'memory does not depend on the load) and time only')
     parser.add_argument('--note', default=None,
                         help='said beside the run in RESULTS.md')
     args = parser.parse_args()
@@ -582,8 +586,17 @@ def main():
     methods = ['Full'] + [m for m in (args.methods or default_methods)
                           if m != 'Full']
     train = {}
+    if args.memory_from:
+        with open(args.memory_from) as f:
+            earlier = json.load(f)
+        results['memory_from'] = osp.basename(args.memory_from)
+        results['memory_kind'] += f' (measured by the run of ' \
+            f'{earlier["load"]["start"]} load: {results["memory_from"]})'
     for method in methods:
-        if device.type == 'cuda':
+        if args.memory_from:
+            train[method] = {k: earlier['train'][method][k]
+                             for k in ('peak_mib', 'trainable')}
+        elif device.type == 'cuda':
             train[method] = measure_peak_memory(bench, method, args.device)
             torch.cuda.empty_cache()
         else:

@@ -45,17 +45,18 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
 
 def test_gpu_session_measures_the_three_settings(tmp_path):
     """The GPU session's measurements, tiny and on the CPU: each setting's
-    table with the floor's margins, its batch and precision."""
+    table with the floor's margins, its batch and precision (COCO's fp16
+    AMP at batch 1 and ADE20K's fp32 at batch 2; VOC differs from COCO only
+    in its numbers)."""
     proc = subprocess.run(
         ['bash', 'benchmarks/gpu_session.sh', '--quick', '--device', 'cpu',
          '--methods', 'Full', 'Fixed (grad through blocks)', 'Mona'],
         cwd=REPO, check=True, capture_output=True, text=True, timeout=900,
         env={**os.environ, 'OUT': str(tmp_path), 'PYTHON': sys.executable,
-             'SETTING_TIMEOUT': '800'})
+             'SETTING_TIMEOUT': '800', 'SETTINGS': 'coco ade20k'})
     assert 'coco: exit 0' in proc.stdout and 'ade20k: exit 0' in proc.stdout
     # (fp16 autocast runs as bf16 on CPU)
-    expected = {'coco': ((32, 64), 1, 'bf16'), 'voc': ((32, 64), 1, 'bf16'),
-                'ade20k': ((32, 32), 2, None)}
+    expected = {'coco': ((32, 64), 1, 'bf16'), 'ade20k': ((32, 32), 2, None)}
     for setting, (hw, batch, amp) in expected.items():
         with open(tmp_path / f'results_quick_cpu_{setting}.json') as f:
             results = json.load(f)
