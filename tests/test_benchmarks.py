@@ -1,5 +1,6 @@
 """The benchmark scripts keep working (quick mode; no timing assertions)."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -34,8 +35,61 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
     rows = [line for line in index if line.startswith('| quick_cpu_64 |')]
     assert len(rows) == 1 and results['machine'] in rows[0]
     mona = results['train']['Mona']
-    assert f'{mona["time_ratio"]:.2f}x / {mona["memory_ratio"]:.2f}x' \
+    assert mona['memory_margin'] == pytest.approx(
+        mona['memory_ratio'] -
+        results['train']['Fixed (grad through blocks)']['memory_ratio'])
+    assert f'{mona["time_ratio"]:.2f}x / {mona["memory_ratio"]:.2f}x ' \
+        f'({mona["time_margin"]:+.2f} / {mona["memory_margin"]:+.2f})' \
         in rows[0]
+
+
+def test_gpu_session_measures_the_three_settings(tmp_path):
+    """The GPU session's measurements, tiny and on the CPU: each setting's
+    table with the floor's margins, its batch and precision (COCO's fp16
+    AMP at batch 1 and ADE20K's fp32 at batch 2; VOC differs from COCO only
+    in its numbers)."""
+    proc = subprocess.run(
+        ['bash', 'benchmarks/gpu_session.sh', '--quick', '--device', 'cpu',
+         '--methods', 'Full', 'Fixed (grad through blocks)', 'Mona'],
+        cwd=REPO, check=True, capture_output=True, text=True, timeout=900,
+        env={**os.environ, 'OUT': str(tmp_path), 'PYTHON': sys.executable,
+             'SETTING_TIMEOUT': '800', 'SETTINGS': 'coco ade20k'})
+    assert 'coco: exit 0' in proc.stdout and 'ade20k: exit 0' in proc.stdout
+    # (fp16 autocast runs as bf16 on CPU)
+    expected = {'coco': ((32, 64), 1, 'bf16'), 'ade20k': ((32, 32), 2, None)}
+    for setting, (hw, batch, amp) in expected.items():
+        with open(tmp_path / f'results_quick_cpu_{setting}.json') as f:
+            results = json.load(f)
+        assert (tuple(results['hw']), results['batch'], results['amp']) == \
+            (hw, batch, amp)
+        assert list(results['train']) == [
+            'Full', 'Fixed (grad through blocks)', 'Mona']
+        mona, floor = (results['train'][m] for m in
+                       ('Mona', 'Fixed (grad through blocks)'))
+        assert mona['time_margin'] == pytest.approx(
+            mona['time_ratio'] - floor['time_ratio'])
+        table = (tmp_path / f'RESULTS_quick_cpu_{setting}.md').read_text()
+        assert f'{mona["time_margin"]:+.2f} / {mona["memory_margin"]:+.2f}' \
+            in table
+    index = (tmp_path / 'RESULTS.md').read_text()
+    assert 'Swin tiny test arch, 64x32, batch 1, bf16 AMP' in index
+    assert 'Swin tiny test arch, 32x32, batch 2, fp32' in index
+
+
+def test_fp16_step_scales_the_loss_and_steps_the_optimizer():
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    import torch
+    from run_benchmarks import (ARCHS, build_backbone, make_optimizer,
+                                train_step_fn)
+    model = build_backbone(ARCHS['Swin tiny test arch'](), 'Mona').train()
+    optimizer = make_optimizer(model)
+    before = [p.detach().clone() for p in optimizer.param_groups[0]['params']]
+    step = train_step_fn(model, torch.randn(1, 3, 32, 32), optimizer, 'fp16')
+    step()
+    after = optimizer.param_groups[0]['params']
+    assert step.skipped == 0
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
+    assert all(p.grad is None for p in after)
 
 
 def test_amp_check_runs_mona_and_lora():

@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 
 from .base import AdapterModule, build_activation
+from .lean_ops import act_dropout_linear
 
 #: How the two projections start:
 #: ``trunc_normal``: both trunc_normal(std=0.02), zero biases (the Mona code);
@@ -55,6 +56,14 @@ class BottleneckAdapter(AdapterModule):
             nn.init.ones_(self.scale)
 
     def forward(self, x: torch.Tensor, hw_shape=None) -> torch.Tensor:
+        # up_proj(dropout(act(h))), keeping h and a bool mask (lean_ops)
+        out = act_dropout_linear(self.down_proj(x), self.act, self.dropout,
+                                 self.up_proj.weight, self.up_proj.bias)
+        out = out * self.scale
+        return x + out if self.skip else out
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain structure, module by module."""
         out = self.up_proj(self.dropout(self.act(self.down_proj(x))))
         out = out * self.scale
         return x + out if self.skip else out

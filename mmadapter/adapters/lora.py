@@ -10,10 +10,12 @@ from typing import Dict, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from mmadapter.registry import ADAPTERS
 from .base import (LINEAR_TARGETS, AdapterConfigError, AdapterModule,
                    AdapterSpec, check_float, check_int)
+from .lean_ops import compute_dtype
 
 
 class LowRankDelta(AdapterModule):
@@ -38,6 +40,70 @@ class LowRankDelta(AdapterModule):
     def forward(self, x: torch.Tensor, hw_shape=None) -> torch.Tensor:
         return F.linear(F.linear(self.dropout(x), self.A), self.B) \
             * self.scaling
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1, t.shape[-1])
+
+
+class LoRALinearFunction(torch.autograd.Function):
+    """``linear(x, W, b)`` plus ``scaling * B_i A_i x`` on output slice i.
+
+    Plain autograd builds each slice's sum and concatenates the pieces, and
+    its backward zero-fills a full-width gradient for every piece. Here one
+    matmul gives every ``A_i x`` (kept for B's gradient, rank-wide), each
+    update is added in place on its slice of the stock output, and backward
+    reads each slice's gradient where it lies.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, slices, scaling, *factors):
+        dtype = compute_dtype(x)
+        ctx.slices, ctx.scaling = slices, scaling
+        ctx.dtypes = [None if t is None else t.dtype
+                      for t in (x, weight, bias, *factors)]
+        x, weight = x.to(dtype), weight.to(dtype)
+        factors = [f.to(dtype) for f in factors]
+        As, Bs = factors[0::2], factors[1::2]
+        out = F.linear(x, weight, None if bias is None else bias.to(dtype))
+        xa = F.linear(x, torch.cat(As))  # (..., rank * len(slices))
+        rank = As[0].shape[0]
+        for i, (sl, B) in enumerate(zip(slices, Bs)):
+            delta = F.linear(xa[..., i * rank:(i + 1) * rank], B)
+            out[..., sl] += delta.mul_(scaling)
+        ctx.save_for_backward(x, xa, weight, *factors)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, xa, weight, *factors = ctx.saved_tensors
+        As, Bs = factors[0::2], factors[1::2]
+        needs = ctx.needs_input_grad
+        rank = As[0].shape[0]
+        grad_out = grad_out.to(x.dtype)
+        g2, x2, xa2 = _flat(grad_out), _flat(x), _flat(xa)
+        grad_xa = torch.cat([
+            F.linear(grad_out[..., sl], B.t()) for sl, B in zip(ctx.slices,
+                                                                Bs)
+        ], dim=-1).mul_(ctx.scaling)
+        grads = [None] * (5 + len(factors))
+        if needs[0]:
+            grad_x = grad_out.matmul(weight)
+            grad_x += grad_xa.matmul(torch.cat(As))
+            grads[0] = grad_x
+        if needs[1]:
+            grads[1] = g2.t().mm(x2)
+        if needs[2]:
+            grads[2] = g2.sum(0)
+        grad_a = _flat(grad_xa).t().mm(x2)
+        for i, sl in enumerate(ctx.slices):
+            grads[5 + 2 * i] = grad_a[i * rank:(i + 1) * rank]
+            grads[6 + 2 * i] = g2[:, sl].t().mm(
+                xa2[:, i * rank:(i + 1) * rank]).mul_(ctx.scaling)
+        dtypes = ctx.dtypes[:3] + [None, None] + ctx.dtypes[3:]
+        return tuple(None if g is None else g.to(dt)
+                     for g, dt in zip(grads, dtypes))
 
 
 class LoRALinear(nn.Linear):
@@ -65,9 +131,20 @@ class LoRALinear(nn.Linear):
         self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight, self.bias)
         if self.merged:
-            return out
+            return F.linear(x, self.weight, self.bias)
+        order = sorted(self.slices.items(), key=lambda s: s[1].start)
+        deltas = [self.lora[name] for name, _ in order]
+        if torch.is_grad_enabled() and all(
+                isinstance(d.dropout, nn.Identity) for d in deltas):
+            return LoRALinearFunction.apply(
+                x, self.weight, self.bias, [sl for _, sl in order],
+                deltas[0].scaling, *(t for d in deltas for t in (d.A, d.B)))
+        return self.reference_forward(x)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain structure: stock output, each slice plus its update."""
+        out = F.linear(x, self.weight, self.bias)
         pieces, start = [], 0
         for name, sl in sorted(self.slices.items(), key=lambda s: s[1].start):
             pieces.append(out[..., start:sl.start])

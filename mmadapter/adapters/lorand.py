@@ -6,10 +6,12 @@ from typing import Dict, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmadapter.registry import ADAPTERS
 from .base import (AdapterModule, AdapterSpec,
                    build_activation, check_float, check_int, check_sites)
+from .lean_ops import act_dropout_linear
 
 
 class MultiBranchLowRank(nn.Module):
@@ -35,7 +37,22 @@ class MultiBranchLowRank(nn.Module):
         """The (in, out) matrix the branches sum to."""
         return torch.einsum('nir,nrs,nso->io', self.A, self.g, self.B)
 
+    def factors(self):
+        """``(M, N)`` with ``M @ N == weight()``: M = [A_1 g_1 | ... ] (in x
+        branches*rank), N = [B_1; ...] (branches*rank x out)."""
+        branches, _, rank = self.A.shape
+        left = torch.bmm(self.A, self.g).transpose(0, 1).reshape(
+            -1, branches * rank)
+        return left, self.B.reshape(branches * rank, -1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # through the rank-(branches*rank) factors: on tokens that is
+        # (in + out) * branches * rank multiply-adds instead of in * out
+        left, right = self.factors()
+        return F.linear(x @ left, right.t(), self.bias)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain structure: the summed matrix, then one matmul."""
         return x @ self.weight() + self.bias
 
 
@@ -55,7 +72,16 @@ class LoRandAdapter(AdapterModule):
         self.up_proj.reset_parameters()
 
     def forward(self, x: torch.Tensor, hw_shape=None) -> torch.Tensor:
-        return x + self.up_proj(self.act(self.down_proj(x)))
+        left, right = self.up_proj.factors()
+        # up_proj(act(h)) keeping h (not also act(h)) for backward
+        hidden = act_dropout_linear(self.down_proj(x), self.act, None,
+                                    left.t(), None)
+        return x + F.linear(hidden, right.t(), self.up_proj.bias)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain structure (dense summed matrices)."""
+        return x + self.up_proj.reference_forward(
+            self.act(self.down_proj.reference_forward(x)))
 
 
 @ADAPTERS.register_module()

@@ -24,6 +24,8 @@ from mmengine.model.weight_init import trunc_normal_
 from mmadapter.registry import ADAPTERS
 from .base import (AdapterConfigError, AdapterModule, AdapterSpec,
                    build_activation, check_float, check_int, check_sites)
+from .lean_ops import ACTIVATION_GRADS, dropout_mask
+from .mona_tail import MonaTail
 from .scaled_filter import filtered_projection
 
 
@@ -164,6 +166,15 @@ class MonaModule(AdapterModule):
             raise ValueError(
                 f'Mona got {N} tokens for a {H}x{W} patch grid; it needs at '
                 f'least H * W = {H * W}.')
+        if self.mona_op.fused and torch.is_grad_enabled() \
+                and type(self.act) in ACTIVATION_GRADS:
+            # the same computation, keeping only h and the mask (mona_tail)
+            mask = dropout_mask(h.shape, self.dropout.p, self.dropout.training,
+                                h.device)
+            return identity + MonaTail.apply(
+                h, *self.mona_op.fused_weights(), self.up_proj.weight,
+                self.up_proj.bias, self.act, mask, self.dropout.p, hw_shape,
+                num_extra)
         # (B, HW, C) tokens as a (B, C, H, W) grid. On CPU keep them
         # channels-last (a free view): oneDNN's depthwise backward is ~15x
         # faster in that layout. On GPU, cuDNN's contiguous layout measured

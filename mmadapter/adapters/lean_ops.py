@@ -1,0 +1,151 @@
+"""Pieces the adapters share to cost little above the frozen backbone.
+
+Under plain autograd an adapter's bottleneck keeps, per token, its activation
+input, a float dropout mask (CPU dropout multiplies by a float noise tensor)
+and the dropout output, and recomputes nothing. Here:
+
+* :func:`dropout_mask` draws the mask nn.Dropout would draw (the same
+  ``bernoulli_`` on a tensor of the same shape, so the same values for the
+  same seed) as a bool tensor: a quarter of the float mask's bytes, and none
+  of its float passes;
+* :class:`ActDropoutLinear` is ``linear(dropout(act(h)), weight, bias)``
+  keeping only ``h`` and the mask for backward; the dropout output, needed
+  for the weight gradient, is recomputed there (two elementwise passes);
+* :func:`depthwise_weight_grad` computes a depthwise conv's weight gradient
+  as a depthwise conv of the padded input with the output gradient as its
+  kernel: on CPU, oneDNN's own weight-gradient kernel for depthwise convs
+  takes ~20x its forward, this ~2-4x (benchmarks/PROFILE_cpu_512.md).
+
+Under autocast the functions compute in autocast's dtype, like the layers
+they replace, and return each gradient in its input's dtype.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a Linear/conv on ``x`` runs in here: autocast's where it is
+    on for ``x``'s device, else ``x``'s."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return x.dtype
+
+
+def dropout_mask(shape, p: float, training: bool,
+                 device) -> Optional[torch.Tensor]:
+    """Where ``nn.Dropout(p)`` would zero a tensor of ``shape``: True where
+    dropped (bool), or None when dropout is off. Drawn as nn.Dropout draws
+    its keep mask (``bernoulli_(1 - p)``), so a seed gives the same mask."""
+    if not training or p == 0:
+        return None
+    keep = torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(1 - p)
+    return keep.logical_not_()
+
+
+def apply_mask(t: torch.Tensor, dropped: Optional[torch.Tensor],
+               p: float) -> torch.Tensor:
+    """``t`` (a temporary: changed in place) as nn.Dropout leaves it with
+    this mask: kept entries times ``1 / (1 - p)`` rounded in ``t``'s dtype,
+    dropped ones zero. A masked fill, not a product with the mask: a
+    product would first copy the bool mask to ``t``'s dtype."""
+    if dropped is None:
+        return t
+    scale = torch.ones((), dtype=t.dtype, device=t.device).div_(1 - p)
+    return t.masked_fill_(dropped, 0).mul_(scale)
+
+
+# forward and backward of the activations the adapters offer (by module type)
+def _gelu(module):
+    return (lambda h: F.gelu(h, approximate=module.approximate),
+            lambda grad, h: torch.ops.aten.gelu_backward(
+                grad, h, approximate=module.approximate))
+
+
+ACTIVATION_GRADS = {
+    nn.GELU: _gelu,
+    nn.ReLU: lambda module: (F.relu, lambda grad, h: torch.ops.aten
+                             .threshold_backward(grad, F.relu(h), 0)),
+    nn.SiLU: lambda module: (F.silu, torch.ops.aten.silu_backward),
+}
+
+
+def activation_pair(module: nn.Module):
+    """(forward, backward(grad, input)) of an activation module."""
+    return ACTIVATION_GRADS[type(module)](module)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1, t.shape[-1])
+
+
+class ActDropoutLinear(torch.autograd.Function):
+    """``linear(dropout(act(h)), weight, bias)`` saving ``h`` and the mask.
+    ``bias`` may be None; the mask comes from :func:`dropout_mask`. As under
+    autocast, the activation and dropout run in ``h``'s dtype, the linear in
+    :func:`compute_dtype`'s."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, act_module, mask, p):
+        dtype = compute_dtype(h)
+        act, act_grad = activation_pair(act_module)
+        ctx.act_grad, ctx.act, ctx.p = act_grad, act, p
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        weight = weight.to(dtype)
+        ctx.save_for_backward(h, weight, mask)
+        y = apply_mask(act(h), mask, p).to(dtype)
+        return F.linear(y, weight, None if bias is None else bias.to(dtype))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        h, weight, mask = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        grad_h = grad_weight = grad_bias = None
+        if needs[1]:
+            y = apply_mask(ctx.act(h), mask, ctx.p).to(grad_out.dtype)
+            grad_weight = _flat(grad_out).t().mm(_flat(y)).to(ctx.dtypes[0])
+        if needs[2]:
+            grad_bias = _flat(grad_out).sum(0).to(ctx.dtypes[1])
+        if needs[0]:
+            grad_y = grad_out.matmul(weight).to(h.dtype)
+            grad_h = ctx.act_grad(apply_mask(grad_y, mask, ctx.p), h)
+        return grad_h, grad_weight, grad_bias, None, None, None
+
+
+def act_dropout_linear(h: torch.Tensor, act: nn.Module,
+                       dropout: Optional[nn.Dropout], weight: torch.Tensor,
+                       bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``F.linear(dropout(act(h)), weight, bias)`` (no dropout for None):
+    with gradients, through :class:`ActDropoutLinear` (same values and
+    gradients, less kept for backward)."""
+    if type(act) not in ACTIVATION_GRADS or not torch.is_grad_enabled():
+        y = act(h) if dropout is None else dropout(act(h))
+        return F.linear(y, weight, bias)
+    p = 0.0 if dropout is None else dropout.p
+    mask = None if dropout is None else dropout_mask(
+        h.shape, p, dropout.training, h.device)
+    return ActDropoutLinear.apply(h, weight, bias, act, mask, p)
+
+
+def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor,
+                          kernel_size: int, padding: int) -> torch.Tensor:
+    """Weight gradient (C, 1, k, k) of ``conv2d(x, w, padding=padding,
+    groups=C)`` (stride 1, square kernel) given its output gradient.
+
+    ``grad_w[c, i, j] = sum_{b,h,w} pad(x)[b, c, h + i, w + j] *
+    grad_out[b, c, h, w]``: the depthwise conv of the padded input, batch
+    folded into the groups' input channels, with the output gradient as the
+    (B-channel) kernel of each group.
+    """
+    B, C, H, W = grad_out.shape
+    xp = F.pad(x, [padding] * 4)
+    if B > 1:
+        xp = xp.transpose(0, 1).reshape(1, C * B, *xp.shape[2:])
+    weight = grad_out.transpose(0, 1)  # (C, B, H, W): per group, B inputs
+    grad = F.conv2d(xp, weight, groups=C)
+    return grad.reshape(C, 1, kernel_size, kernel_size)

@@ -1,0 +1,209 @@
+"""The adapters' lean autograd functions (mmadapter/adapters/lean_ops.py,
+mona_tail.py, LoRA's and LoRand's forward): the values and gradients of the
+reference structures, dropout masks included, also in float64 (gradcheck) and
+under CPU bf16 autocast, with less kept for backward."""
+import pytest
+import torch
+import torch.nn as nn
+
+from mmadapter.adapters import LoRALinear, MonaModule, build_adapter
+from mmadapter.adapters.lean_ops import (ActDropoutLinear,
+                                         depthwise_weight_grad, dropout_mask)
+from mmadapter.adapters.lora import LoRALinearFunction
+from mmadapter.adapters.lorand import LoRandAdapter
+from mmadapter.adapters.mona_tail import MonaTail
+
+
+def run(fn, x, params, seed=1):
+    """Output, input gradient and parameter gradients of ``fn(x)`` under a
+    fixed seed (the same dropout masks for every structure)."""
+    torch.manual_seed(seed)
+    x.grad = None
+    for p in params:
+        p.grad = None
+    out = fn(x)
+    (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() \
+        .backward()
+    return out.detach(), x.grad.clone(), [p.grad.clone() for p in params]
+
+
+def assert_same(lean, ref, tol=None):
+    tol = tol or dict(atol=1e-5, rtol=1e-5)
+    (out, gx, gp), (ref_out, ref_gx, ref_gp) = lean, ref
+    assert out.dtype == ref_out.dtype and gx.dtype == ref_gx.dtype
+    torch.testing.assert_close(out, ref_out, **tol)
+    torch.testing.assert_close(gx, ref_gx, **tol)
+    assert len(gp) == len(ref_gp)
+    for g, ref_g in zip(gp, ref_gp):
+        assert g.dtype == ref_g.dtype
+        torch.testing.assert_close(g, ref_g, **tol)
+
+
+def perturbed(module):
+    """Parameters off their init (zero up projections would hide errors)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return module.train()
+
+
+def mona_pair(extra=0, activation='gelu', hw=(3, 4)):
+    mona = perturbed(MonaModule(16, bottleneck=8, activation=activation))
+
+    def lean(x):
+        mona.mona_op.fused = True
+        return mona(x, hw)
+
+    def reference(x):  # official structure: three convs, nn.Dropout
+        mona.mona_op.fused = False
+        return mona(x, hw)
+
+    return mona, lean, reference, torch.randn(2, hw[0] * hw[1] + extra, 16)
+
+
+def bottleneck_pair(method):
+    module = perturbed(build_adapter(dict(type=method, bottleneck=8))
+                       .site_modules(16)[{'Houlsby': 'attn_branch',
+                                          'AdaptFormer': 'ffn_parallel'}
+                                         [method]])
+    return module, module, module.reference_forward, torch.randn(2, 7, 16)
+
+
+def lora_pair():
+    base = nn.Linear(16, 48)
+    base.requires_grad_(False)
+    lora = perturbed(LoRALinear(base, {'q': slice(0, 16),
+                                       'v': slice(32, 48)}, 4, 2.0))
+    return lora, lora, lora.reference_forward, torch.randn(2, 7, 16)
+
+
+def lorand_pair():
+    lorand = perturbed(LoRandAdapter(16, 0.5, 2, 3, 'gelu'))
+    return lorand, lorand, lorand.reference_forward, torch.randn(2, 7, 16)
+
+
+PAIRS = {
+    'Mona': mona_pair,
+    'Mona, class token': lambda: mona_pair(extra=1),
+    'Mona, relu': lambda: mona_pair(activation='relu'),
+    'Houlsby': lambda: bottleneck_pair('Houlsby'),
+    'AdaptFormer': lambda: bottleneck_pair('AdaptFormer'),
+    'LoRA': lora_pair,
+    'LoRand': lorand_pair,
+}
+
+
+@pytest.mark.parametrize('name', list(PAIRS))
+def test_lean_forward_matches_reference_structure(name):
+    module, lean, reference, x = PAIRS[name]()
+    params = [p for p in module.parameters() if p.requires_grad]
+    x.requires_grad_()
+    assert_same(run(lean, x, params), run(reference, x, params))
+
+
+@pytest.mark.parametrize('name', list(PAIRS))
+def test_lean_forward_matches_reference_under_cpu_autocast(name):
+    module, lean, reference, x = PAIRS[name]()
+    params = [p for p in module.parameters() if p.requires_grad]
+    x.requires_grad_()
+    results = []
+    for fn in (lean, reference):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            results.append(run(fn, x, params))
+    assert_same(*results, tol=dict(atol=2e-2, rtol=2e-2))
+
+
+def test_dropout_masks_are_those_of_nn_dropout():
+    x = torch.ones(4, 300)
+    torch.manual_seed(3)
+    ref = nn.Dropout(0.1).train()(x)
+    torch.manual_seed(3)
+    dropped = dropout_mask(x.shape, 0.1, True, x.device)
+    assert dropped.dtype == torch.bool
+    assert torch.equal(ref == 0, dropped)
+    assert 0.05 < dropped.float().mean() < 0.15
+    assert dropout_mask(x.shape, 0.1, False, x.device) is None
+
+
+def test_depthwise_weight_grad_matches_torch():
+    for batch in (1, 3):
+        x = torch.randn(batch, 6, 9, 11, dtype=torch.float64)
+        grad_out = torch.randn(batch, 6, 9, 11, dtype=torch.float64)
+        ref = torch.nn.grad.conv2d_weight(x, (6, 1, 5, 5), grad_out,
+                                          padding=2, groups=6)
+        torch.testing.assert_close(
+            depthwise_weight_grad(x, grad_out, 5, 2), ref)
+        # the channels-last layout Mona feeds it on CPU
+        cl = torch.channels_last
+        torch.testing.assert_close(
+            depthwise_weight_grad(x.to(memory_format=cl),
+                                  grad_out.to(memory_format=cl), 5, 2), ref)
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(0)
+    d = dict(dtype=torch.float64)
+    check = dict(fast_mode=True)
+    h = torch.randn(2, 5, 4, **d, requires_grad=True)
+    w = torch.randn(3, 4, **d, requires_grad=True)
+    b = torch.randn(3, **d, requires_grad=True)
+    mask = dropout_mask(h.shape, 0.3, True, h.device)
+    assert torch.autograd.gradcheck(
+        lambda h, w, b: ActDropoutLinear.apply(h, w, b, nn.GELU(), mask,
+                                               0.3), (h, w, b), **check)
+    C, extra = 3, 1
+    h = torch.randn(2, extra + 6, C, **d, requires_grad=True)
+    weights = [torch.randn(*s, **d, requires_grad=True) for s in
+               ((C, 1, 3, 3), (C, ), (C, C, 1, 1), (C, ), (4, C), (4, ))]
+    mask = dropout_mask(h.shape, 0.3, True, h.device)
+    assert torch.autograd.gradcheck(
+        lambda h, *ws: MonaTail.apply(h, *ws, nn.GELU(), mask, 0.3, (2, 3),
+                                      extra), (h, *weights), **check)
+    x, weight, bias = (torch.randn(*s, **d, requires_grad=True)
+                       for s in ((2, 3, 4), (12, 4), (12, )))
+    factors = [torch.randn(*s, **d, requires_grad=True)
+               for s in ((2, 4), (4, 2), (2, 4), (4, 2))]
+    assert torch.autograd.gradcheck(
+        lambda x, w, b, *f: LoRALinearFunction.apply(
+            x, w, b, [slice(0, 4), slice(8, 12)], 3.0, *f),
+        (x, weight, bias, *factors), **check)
+
+
+def saved_activations(fn, x, params):
+    """(bytes, dtype) of the activation-sized tensors (at least 4 values a
+    token) autograd keeps for ``fn(x)``'s backward, other than ``x`` (which
+    the block keeps) and the parameters."""
+    skip = {t.data_ptr() for t in (x, *params)}
+    tokens = x.shape[0] * x.shape[1]
+    sizes = []
+
+    def pack(t):
+        if t.data_ptr() not in skip and t.numel() >= 4 * tokens:
+            sizes.append((t.numel() * t.element_size(), t.dtype))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x)
+    return sizes
+
+
+@pytest.mark.parametrize('name', ['Mona', 'Houlsby', 'LoRA'])
+def test_lean_forward_keeps_less_for_backward(name):
+    # enough tokens that no weight (a fused 7x7 kernel...) looks like one
+    module, lean, reference, _ = PAIRS[name]() if name != 'Mona' \
+        else mona_pair(hw=(8, 12))
+    x = torch.randn(2, 96, 16, requires_grad=True)
+    params = list(module.parameters())
+    lean_saved = saved_activations(lean, x, params)
+    tokens, hidden = x.shape[0] * x.shape[1], 8
+    # Mona: its down projection's output; Houlsby: its hidden layer's
+    # input; both a bool dropout mask. LoRA: the rank-wide A x of q and v,
+    # nothing as wide as the qkv output.
+    floats = tokens * (2 * 4 if name == 'LoRA' else hidden) * 4
+    assert sorted(lean_saved, key=str) == sorted(
+        [(floats, torch.float32)] +
+        ([] if name == 'LoRA' else [(tokens * hidden, torch.bool)]), key=str)
+    ref_saved = saved_activations(reference, x, params)
+    # (LoRA's saving is in backward: no full-width gradient per slice)
+    assert sum(n for n, _ in ref_saved) >= (1 if name == 'LoRA' else 2) * \
+        sum(n for n, _ in lean_saved)
