@@ -14,6 +14,7 @@ deleted once its figures are read.
 import argparse
 import importlib.util
 import json
+import os
 import os.path as osp
 import shutil
 import subprocess
@@ -26,8 +27,10 @@ import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
-METHODS = ('full', 'fixed', 'bitfit', 'normtuning', 'partial1', 'lora',
-           'lorand', 'adaptformer', 'houlsby', 'mona')
+#: the order of the runs: Mona and Full first, so that an interrupted run
+#: has covered the three settings
+METHODS = ('mona', 'full', 'lora', 'adaptformer', 'houlsby', 'lorand',
+           'bitfit', 'normtuning', 'partial1', 'fixed')
 SETTINGS = ('cascade_swin_b_coco', 'retinanet_swin_l_voc',
             'upernet_swin_l_ade20k')
 
@@ -41,7 +44,7 @@ def machine_name(device: str) -> str:
 
 
 def table_configs(vit: bool):
-    configs = [f'configs/{m}/{s}.py' for s in SETTINGS for m in METHODS]
+    configs = [f'configs/{m}/{s}.py' for m in METHODS for s in SETTINGS]
     if vit:
         configs += sorted(osp.relpath(p, REPO)
                           for p in glob(osp.join(REPO, 'configs', 'vit',
@@ -51,6 +54,7 @@ def table_configs(vit: bool):
 
 def run_one(config: str, args) -> dict:
     work_dir = tempfile.mkdtemp(prefix='dry_run_')
+    load = os.getloadavg()[0]
     command = [sys.executable,
                osp.join(REPO, 'tools', 'analysis', 'dry_run.py'),
                osp.join(REPO, config), '--work-dir', work_dir,
@@ -75,6 +79,7 @@ def run_one(config: str, args) -> dict:
         shutil.rmtree(work_dir, ignore_errors=True)
     result['config'] = config
     result['wall_s'] = round(time.time() - start, 1)
+    result['load_before'] = round(load, 1)
     return result
 
 
@@ -83,16 +88,18 @@ def write_table(results, machine, tag, args):
     for r in results:
         if 'error' in r:
             rows.append(f"| `{r['config']}` | failed: {r['error']} "
-                        '| | | | | | |')
+                        '| | | | | | | | |')
             continue
         precision = 'AMP (bf16 autocast on CPU)' if r['amp'] and tag == 'cpu' \
             else ('AMP' if r['amp'] else 'fp32')
         cuda = f"{r['cuda_peak_mib']:,}" if r.get('cuda_peak_mib') else ''
         rows.append(
             f"| `{r['config']}` | {r['dataset']} {r['image_size']} | "
-            f"{precision} | {r['seconds_per_iter']:.2f} | "
-            f"{r['train_peak_rss_gib']:.2f} | {r['test_peak_rss_gib']:.2f} | "
-            f"{cuda} | {'yes' if r['finite_losses'] else 'NO'} |")
+            f"{precision} | {r['seconds_per_iter']:.1f} | "
+            f"{r['train_cpu_s']:.0f} | {r['train_peak_rss_gib']:.2f} | "
+            f"{r['test_peak_rss_gib']:.2f} | {cuda} | "
+            f"{'yes' if r['finite_losses'] else 'NO'} | "
+            f"{r['load_before']} |")
     done = sum('error' not in r for r in results)
     text = f"""# Real-size dry runs of the table configs ({tag})
 
@@ -101,13 +108,19 @@ each config's REAL model (random backbone weights), real pipeline and the
 Runner of tools/train.py for {args.iters} iterations on generated data at the
 real image size, then tools/test.py on the checkpoint with {args.num_val}
 generated test images (`tools/analysis/dry_run.py`). s/iter is the last
-training iteration's time (mmengine's log); peak memory is the peak RSS of
-the training and of the testing process; the test metrics of a model
-trained 2 iterations from random weights mean nothing and are not listed.
-One config at a time; {done} of {len(results)} finished.
+training iteration's wall time (mmengine's log); train CPU s is the CPU time
+of the whole training process (start-up, model build and random init, both
+iterations, checkpoint), which depends less than wall time on what else the
+machine runs; "load" is the machine's 1-minute load average when the config
+started (this machine has {os.cpu_count()} cores: above that, other jobs
+shared it and wall times are stretched). Peak memory is the peak RSS of the
+training and of the testing process. Test metrics of a model trained 2
+iterations from random weights mean nothing and are not listed (the runs
+check that tools/test.py evaluates). One config at a time; {done} of
+{len(results)} finished.
 
-| config | data | precision | s/iter | train peak RSS (GiB) | test peak RSS (GiB) | CUDA peak (MiB/GPU) | losses finite |
-|---|---|---|---|---|---|---|---|
+| config | data | precision | s/iter | train CPU s | train peak RSS (GiB) | test peak RSS (GiB) | CUDA peak (MiB/GPU) | losses finite | load |
+|---|---|---|---|---|---|---|---|---|---|
 """ + '\n'.join(rows) + '\n'
     with open(osp.join(HERE, f'DRY_RUN_{tag}.md'), 'w') as f:
         f.write(text)

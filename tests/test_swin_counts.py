@@ -1,7 +1,6 @@
 """Trainable-parameter counts of every method on Swin-T/B/L equal the
 analytic counts of METHODS.md."""
 import pytest
-import torch
 
 from conftest import PAPER_METHODS
 from mmadapter.backbones import AdapterSwinTransformer
@@ -58,11 +57,11 @@ VOC_TRAINING = dict(out_indices=(1, 2, 3), frozen_stages=0)
 
 @pytest.mark.parametrize('method', sorted(PAPER_METHODS))
 def test_voc_training_counts_match_analytic(method):
-    with torch.device('meta'):  # shapes only: Swin-L builds instantly
-        model = build('swin-l', **VOC_TRAINING, **PAPER_METHODS[method])
+    """On Swin-T (Swin-L itself: the VOC configs in test_configs.py)."""
+    model = build('swin-t', **VOC_TRAINING, **PAPER_METHODS[method])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == expected_trainable(
-        method, ARCHS['swin-l'], VOC_TRAINING['out_indices'],
+        method, ARCHS['swin-t'], VOC_TRAINING['out_indices'],
         frozen_patch_embed=True)
     assert not any(p.requires_grad for p in model.patch_embed.parameters())
 
