@@ -5,7 +5,8 @@ from .version import __version__
 
 patch_checkpoint_loading()
 
-from . import adapters, backbones, datasets, engine, models  # noqa: E402,F401
+from . import (adapters, backbones, datasets, engine,  # noqa: E402,F401
+               evaluation, models)
 from .adapters import build_adapter, known_adapters  # noqa: E402
 from .tuning import POLICIES  # noqa: E402
 

@@ -12,6 +12,7 @@ builds many modules, one or more per transformer block.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
@@ -40,6 +41,9 @@ PARAM_SCHEDULERS = Registry(
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, scope='mmadapter',
     locations=['mmadapter.datasets'])
+METRICS = Registry(
+    'metric', parent=MMENGINE_METRICS, scope='mmadapter',
+    locations=['mmadapter.evaluation'])
 MODEL_WRAPPERS = Registry(
     'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mmadapter',
     locations=['mmadapter.engine'])

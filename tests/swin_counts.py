@@ -23,10 +23,22 @@ def block_params(c, heads):
     return 12 * c * c + 13 * c + TABLE * heads
 
 
+def patch_embed_params(arch):
+    c0 = arch['embed_dims']
+    return 3 * 16 * c0 + c0 + 2 * c0  # 4x4 conv (with bias) + norm
+
+
+def patch_embed_biases(arch):
+    return 2 * arch['embed_dims']  # conv bias + norm bias
+
+
+def patch_embed_norm(arch):
+    return 2 * arch['embed_dims']
+
+
 def swin_total(arch, out_indices=(0, 1, 2, 3)):
     dims = stage_dims(arch)
-    c0 = dims[0]
-    total = 3 * 16 * c0 + c0 + 2 * c0  # patch embed conv + norm
+    total = patch_embed_params(arch)
     for i, (c, depth, heads) in enumerate(
             zip(dims, arch['depths'], arch['num_heads'])):
         total += depth * block_params(c, heads)
@@ -38,7 +50,7 @@ def swin_total(arch, out_indices=(0, 1, 2, 3)):
 
 def swin_bias(arch, out_indices=(0, 1, 2, 3)):
     dims = stage_dims(arch)
-    total = 2 * dims[0]  # patch embed conv bias + norm bias
+    total = patch_embed_biases(arch)
     for i, (c, depth, heads) in enumerate(
             zip(dims, arch['depths'], arch['num_heads'])):
         # norm1, qkv (3C), proj, norm2, fc1 (4C), fc2 biases + the table
@@ -51,7 +63,7 @@ def swin_bias(arch, out_indices=(0, 1, 2, 3)):
 
 def swin_norm(arch, out_indices=(0, 1, 2, 3)):
     dims = stage_dims(arch)
-    total = 2 * dims[0]
+    total = patch_embed_norm(arch)
     for i, (c, depth) in enumerate(zip(dims, arch['depths'])):
         total += depth * 4 * c
         if i < 3:
@@ -75,17 +87,24 @@ def adapter_total(method, arch):
                    for c, depth in zip(stage_dims(arch), arch['depths'])))
 
 
-def expected_trainable(method, arch, out_indices=(0, 1, 2, 3)):
+def expected_trainable(method, arch, out_indices=(0, 1, 2, 3),
+                       frozen_patch_embed=False):
     """Trainable backbone parameters of a method ('Full', 'Fixed',
-    'BitFit', 'NormTuning', 'Partial-1' or an adapter name)."""
+    'BitFit', 'NormTuning', 'Partial-1' or an adapter name).
+
+    ``frozen_patch_embed``: the patch embedding never trains (VOC: mmdet's
+    frozen_stages=0, Microsoft's frozen_stages=1)."""
+    frozen = frozen_patch_embed
     if method == 'Full':
-        return swin_total(arch, out_indices)
+        return swin_total(arch, out_indices) - frozen * patch_embed_params(
+            arch)
     if method == 'Fixed':
         return 0
     if method == 'BitFit':
-        return swin_bias(arch, out_indices)
+        return swin_bias(arch, out_indices) - frozen * patch_embed_biases(
+            arch)
     if method == 'NormTuning':
-        return swin_norm(arch, out_indices)
+        return swin_norm(arch, out_indices) - frozen * patch_embed_norm(arch)
     if method == 'Partial-1':
         return block_params(stage_dims(arch)[3], arch['num_heads'][3])
     return adapter_total(method, arch)

@@ -153,8 +153,8 @@ def test_sites_and_sizes(cfg, sites, params):
 
 
 def test_adaptformer_branch_scale_and_init():
-    branch = build_adapter(dict(type='AdaptFormer', dropout=0.0)) \
-        .site_modules(32)['ffn_parallel']
+    branch = build_adapter(dict(type='AdaptFormer', dropout=0.0,
+                                init='lora')).site_modules(32)['ffn_parallel']
     x = torch.randn(2, 6, 32)
     assert torch.all(branch(x) == 0)  # zero up projection: no effect at init
     with torch.no_grad():

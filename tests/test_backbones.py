@@ -44,7 +44,7 @@ def test_adapters_only_add_keys(backbone, name):
 
 @pytest.mark.parametrize('adapter', [
     dict(type='LoRA', rank=4, targets=('q', 'k', 'v', 'proj', 'fc1', 'fc2')),
-    dict(type='AdaptFormer', bottleneck=16),
+    dict(type='AdaptFormer', bottleneck=16, init='lora'),
     dict(type='Houlsby', bottleneck=16, init='lora'),
 ])
 @pytest.mark.parametrize('name,options', [

@@ -21,7 +21,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 METHODS = {
     'mona': ('Mona', dict(type='Mona', bottleneck=64), 'adapter'),
     'adaptformer': ('AdaptFormer',
-                    dict(type='AdaptFormer', bottleneck=64, scale=0.1),
+                    dict(type='AdaptFormer', bottleneck=64, scale=0.1,
+                         init='trunc_normal'),
                     'adapter'),
     'lora': ('LoRA', dict(type='LoRA', rank=64, alpha=1,
                           targets=('q', 'v')), 'adapter'),
@@ -34,16 +35,26 @@ METHODS = {
     'partial1': ('Partial-1', None, 'partial-1'),
 }
 
-#: setting -> Swin variant, its out_indices, scope, lr, drop path
+#: setting -> Swin variant, its out_indices, whether the patch embedding is
+#: frozen (mmdet's frozen_stages=0), scope, lr, drop path, optim wrapper
 SETTINGS = {
     'cascade_swin_b_coco': dict(arch=ARCHS['swin-b'], out_indices=(0, 1, 2, 3),
-                                scope='mmdet', lr=1e-4, drop_path=0.3),
+                                frozen_patch_embed=False, scope='mmdet',
+                                lr=1e-4, drop_path=0.3,
+                                optim_wrapper='AmpOptimWrapper'),
     'retinanet_swin_l_voc': dict(arch=ARCHS['swin-l'], out_indices=(1, 2, 3),
-                                 scope='mmdet', lr=1e-4, drop_path=0.2),
+                                 frozen_patch_embed=True, scope='mmdet',
+                                 lr=1e-4, drop_path=0.2,
+                                 optim_wrapper='AmpOptimWrapper'),
     'upernet_swin_l_ade20k': dict(arch=ARCHS['swin-l'],
-                                  out_indices=(0, 1, 2, 3), scope='mmseg',
-                                  lr=6e-5, drop_path=0.3),
+                                  out_indices=(0, 1, 2, 3),
+                                  frozen_patch_embed=False, scope='mmseg',
+                                  lr=6e-5, drop_path=0.3,
+                                  optim_wrapper='OptimWrapper'),
 }
+#: the official Mona ADE20K config's extra custom key: backbone parameters
+#: whose longest matching key is 'backbone' (Mona's own LayerNorms) decay
+MONA_ADE_KEYS = {'backbone': dict(lr_mult=1.0)}
 #: Mona's own ADE20K recipe (the baselines keep the setting's)
 MONA_ADE = dict(lr=3e-4, drop_path=0.2)
 
@@ -111,9 +122,10 @@ def amp_on_cpu(monkeypatch):
             'is_cuda_available', lambda: True)
 
 
-def check_optimizer(model, cfg):
+def check_optimizer(model, cfg, decaying_backbone_norms=False):
     """Every trainable parameter is in the optimizer with the configured lr;
-    Swin's position tables and all norms get no weight decay."""
+    Swin's position tables and all norms get no weight decay, except backbone
+    norms with ``decaying_backbone_norms`` (the 'backbone' custom key)."""
     optim_wrapper = build_optim_wrapper(model,
                                         copy.deepcopy(cfg.optim_wrapper))
     base = cfg.optim_wrapper.optimizer
@@ -131,6 +143,9 @@ def check_optimizer(model, cfg):
         name = names[param]
         assert group['lr'] == pytest.approx(base.lr), name
         no_decay = any(key in name for key in NO_DECAY_KEYS)
+        if decaying_backbone_norms and name.startswith('backbone.'):
+            no_decay = any(key in name for key in NO_DECAY_KEYS
+                           if len(key) > len('backbone'))
         expected_decay = 0.0 if no_decay else base.weight_decay
         assert group['weight_decay'] == pytest.approx(expected_decay), name
     return optim_wrapper
@@ -152,7 +167,10 @@ def test_method_config_builds_and_trains_the_right_parameters(
     backbone = model.backbone
     assert type(backbone).__name__ == 'AdapterSwinTransformer'
     assert trainable_count(backbone) == expected_trainable(
-        name, spec['arch'], spec['out_indices'])
+        name, spec['arch'], spec['out_indices'],
+        frozen_patch_embed=spec['frozen_patch_embed'])
+    assert backbone_cfg.get('frozen_stages', -1) == (
+        0 if spec['frozen_patch_embed'] else -1)
     adapter_params = expected_trainable(name, spec['arch']) \
         if adapter is not None else 0
     assert sum(p.numel() for p in backbone.parameters()) == swin_total(
@@ -163,8 +181,18 @@ def test_method_config_builds_and_trains_the_right_parameters(
             assert all(p.requires_grad for p in child.parameters()), \
                 child_name
 
-    optim_wrapper = check_optimizer(model, cfg)
-    assert type(optim_wrapper).__name__ == 'AmpOptimWrapper'
+    mona_ade = (method, setting) == ('mona', 'upernet_swin_l_ade20k')
+    optim_wrapper = check_optimizer(model, cfg,
+                                    decaying_backbone_norms=mona_ade)
+    assert type(optim_wrapper).__name__ == spec['optim_wrapper']
+    if mona_ade:  # the official config's weight decay on Mona's LayerNorms
+        groups = {p: g for g in optim_wrapper.optimizer.param_groups
+                  for p in g['params']}
+        norms = [(n, groups[p]['weight_decay'])
+                 for n, p in model.named_parameters()
+                 if '.adapters.' in n and '.norm.' in n]
+        assert len(norms) == 2 * 2 * 24  # weight + bias, two per block
+        assert all(decay == 0.01 for _, decay in norms), norms[:2]
 
 
 @pytest.mark.parametrize('method,setting', METHOD_CONFIGS)
@@ -178,7 +206,8 @@ def test_method_config_differs_from_mona_only_in_the_method(method, setting):
         if k == 'model.backbone.tuning' or k.startswith(
             'model.backbone.adapter')
     }
-    ade_keys = {'model.backbone.drop_path_rate', 'optim_wrapper.optimizer.lr'}
+    ade_keys = {'model.backbone.drop_path_rate', 'optim_wrapper.optimizer.lr',
+                'optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult'}
     if method == 'mona':
         assert not changed
     elif setting == 'upernet_swin_l_ade20k':
@@ -192,6 +221,9 @@ def test_ade20k_learning_rates_and_drop_path():
     mona = load(f'mona/{setting}.py')
     assert mona.optim_wrapper.optimizer.lr == MONA_ADE['lr']
     assert mona.model.backbone.drop_path_rate == MONA_ADE['drop_path']
+    custom_keys = mona.optim_wrapper.paramwise_cfg.custom_keys
+    assert custom_keys == {**{key: dict(decay_mult=0.)
+                              for key in NO_DECAY_KEYS}, **MONA_ADE_KEYS}
     for method in METHODS:
         if method == 'mona':
             continue
@@ -199,6 +231,7 @@ def test_ade20k_learning_rates_and_drop_path():
         assert cfg.optim_wrapper.optimizer.lr == SETTINGS[setting]['lr']
         assert cfg.model.backbone.drop_path_rate == \
             SETTINGS[setting]['drop_path']
+        assert 'backbone' not in cfg.optim_wrapper.paramwise_cfg.custom_keys
 
 
 def test_partial1_is_14_53_percent_of_swin_b():
@@ -235,7 +268,9 @@ def test_setting_shared_recipe(setting):
     assert 'adapter' not in backbone and 'tuning' not in backbone
 
     optim = cfg.optim_wrapper
-    assert optim.type == 'AmpOptimWrapper' and optim.loss_scale == 'dynamic'
+    assert optim.type == spec['optim_wrapper']
+    if optim.type == 'AmpOptimWrapper':
+        assert optim.loss_scale == 'dynamic'
     assert optim.get('constructor', 'DefaultOptimWrapperConstructor') == \
         'DefaultOptimWrapperConstructor'
     assert optim.optimizer.type == 'AdamW'
@@ -327,8 +362,13 @@ def test_voc_setting():
     assert cfg.train_dataloader.batch_size == 1
     assert cfg.auto_scale_lr.base_batch_size == 2
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
-        assert (evaluator.type, evaluator.metric, evaluator.eval_mode) == (
-            'VOCMetric', 'mAP', '11points')
+        assert (evaluator.type, evaluator.metric, evaluator.eval_mode,
+                evaluator.legacy_coordinate) == (
+            'mmadapter.VOCMetric', 'mAP', '11points', False)
+    # boxes of every size train (mmdet 2.11's min_size=None)
+    for voc in datasets_of(train):
+        assert voc.filter_cfg.bbox_min_size is None
+        assert voc.filter_cfg.filter_empty_gt is True
 
 
 def test_ade20k_setting():
@@ -351,11 +391,10 @@ def test_ade20k_setting():
     ]  # single scale
 
     assert cfg.optim_wrapper.optimizer.weight_decay == 0.01
-    warmup, poly = cfg.param_scheduler
-    assert (warmup.type, warmup.by_epoch, warmup.end) == ('LinearLR', False,
-                                                          1500)
-    assert (poly.type, poly.power, poly.eta_min, poly.end) == ('PolyLR', 1.0,
-                                                               0.0, 160000)
+    schedule, = cfg.param_scheduler  # mmcv 1.x's poly with warm-up
+    assert schedule == dict(type='mmadapter.PolyLRWithWarmup', power=1.0,
+                            eta_min=0.0, warmup_iters=1500, warmup_ratio=1e-6,
+                            begin=0, end=160000, by_epoch=False)
     assert (cfg.train_cfg.type, cfg.train_cfg.max_iters) == (
         'IterBasedTrainLoop', 160000)
     assert cfg.train_dataloader.batch_size == 2
@@ -400,7 +439,8 @@ def test_toy_config_builds_and_trains_mona_only(toy):
     assert type(model.backbone).__name__ == 'AdapterSwinTransformer'
     assert part_types(cfg) == part_types(real)
 
-    optim_wrapper = check_optimizer(model, cfg)
+    optim_wrapper = check_optimizer(
+        model, cfg, decaying_backbone_norms=toy == 'upernet_swin_toy_ade20k')
     assert type(optim_wrapper).__name__ == 'OptimWrapper'  # no AMP
 
     for split in ('val', 'test'):

@@ -48,3 +48,27 @@ def test_lorand_rank_16_gives_the_tables_share():
         total = sum(p.numel() for p in model.parameters())
         shares[rank] = round(100 * trainable / total, 2)
     assert shares == {8: 2.66, 16: 5.2}
+
+
+#: The VOC setting as it trains: Swin-L, out_indices (1, 2, 3), the patch
+#: embedding frozen (mmdet's frozen_stages=0 = Microsoft's 1).
+VOC_TRAINING = dict(out_indices=(1, 2, 3), frozen_stages=0)
+
+
+@pytest.mark.parametrize('method', sorted(PAPER_METHODS))
+def test_voc_training_counts_match_analytic(method):
+    """On Swin-T (Swin-L itself: the VOC configs in test_configs.py)."""
+    model = build('swin-t', **VOC_TRAINING, **PAPER_METHODS[method])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == expected_trainable(
+        method, ARCHS['swin-t'], VOC_TRAINING['out_indices'],
+        frozen_patch_embed=True)
+    assert not any(p.requires_grad for p in model.patch_embed.parameters())
+
+
+def test_voc_training_counts_are_the_official_runs():
+    """Trainable counts the official VOC runs logged (Swin-L)."""
+    official = {'Full': 194_987_988, 'BitFit': 301_908, 'NormTuning': 88_320}
+    arch = ARCHS['swin-l']
+    assert {m: expected_trainable(m, arch, (1, 2, 3), frozen_patch_embed=True)
+            for m in official} == official

@@ -3,6 +3,10 @@
 # epochs (12 effective), lr step after epoch 3, no warmup, resize (1000, 600)
 # keeping the ratio, flip 0.5, VOC07 test mAP@0.5 with the 11-point
 # protocol. Batch: 1 image/GPU x 2 GPUs, as in the released logs.
+# As the official runs (mmdet 2.11) trained and scored: the patch embedding
+# frozen (Microsoft's frozen_stages=1 is mmdet 3's frozen_stages=0), boxes of
+# every size trained (mmdet 3.3's base ignores those under 32 px), and
+# the evaluation IoUs without the legacy +1 pixel.
 _base_ = [
     'mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py',
     './models/swin_l_in22k.py',
@@ -15,7 +19,8 @@ model = dict(
         _delete_=True,
         **_base_.swin_l,
         drop_path_rate=0.2,
-        out_indices=(1, 2, 3)),
+        out_indices=(1, 2, 3),
+        frozen_stages=0),
     neck=dict(
         in_channels=[384, 768, 1536],
         start_level=0,
@@ -29,12 +34,17 @@ train_dataloader = dict(
     dataset=dict(  # RepeatDataset(times=3)
         dataset=dict(  # ConcatDataset of VOC2007 and VOC2012 trainval
             datasets=[
-                dict(voc, data_root=data_root)
+                dict(voc, data_root=data_root,
+                     filter_cfg=dict(voc.filter_cfg, bbox_min_size=None))
                 for voc in _base_.train_dataloader.dataset.dataset.datasets
             ])))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = dict(dataset=dict(data_root=data_root))
-val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='11points')
+val_evaluator = dict(
+    type='mmadapter.VOCMetric',
+    metric='mAP',
+    eval_mode='11points',
+    legacy_coordinate=False)
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(

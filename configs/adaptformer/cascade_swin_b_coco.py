@@ -3,5 +3,7 @@
 _base_ = ['../_base_/cascade_swin_b_coco.py']
 model = dict(
     backbone=dict(
-        adapter=dict(type='AdaptFormer', bottleneck=64, scale=0.1),
+        adapter=dict(
+            type='AdaptFormer', bottleneck=64, scale=0.1,
+            init='trunc_normal'),
         tuning='adapter'))

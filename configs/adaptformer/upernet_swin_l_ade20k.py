@@ -3,5 +3,7 @@
 _base_ = ['../_base_/upernet_swin_l_ade20k.py']
 model = dict(
     backbone=dict(
-        adapter=dict(type='AdaptFormer', bottleneck=64, scale=0.1),
+        adapter=dict(
+            type='AdaptFormer', bottleneck=64, scale=0.1,
+            init='trunc_normal'),
         tuning='adapter'))

@@ -19,13 +19,16 @@ class AdaptFormer(AdapterSpec):
             scalar (an option of the original code).
         activation: 'gelu' (the Mona code's re-implementation that produced
             the tables, default) or 'relu' (the original AdaptFormer).
-        init: 'lora' (the original: zero up projection, so the adapted model
-            starts exactly at the base model; default), 'trunc_normal' or
-            'houlsby'.
+        init: 'trunc_normal' (default: both projections trunc_normal std
+            0.02, biases 0, as the Mona code re-initialises every Linear, so
+            the table runs started with a non-zero up projection), 'lora'
+            (the original AdaptFormer: zero up projection, so the adapted
+            model starts exactly at the base model) or 'houlsby'.
     """
 
     def __init__(self, bottleneck: int = 64, dropout: float = 0.1,
-                 scale=0.1, activation: str = 'gelu', init: str = 'lora'):
+                 scale=0.1, activation: str = 'gelu',
+                 init: str = 'trunc_normal'):
         self.bottleneck = check_int('AdaptFormer', 'bottleneck', bottleneck)
         self.dropout = check_float('AdaptFormer', 'dropout', dropout, 0.0,
                                    1.0, high_inclusive=False)

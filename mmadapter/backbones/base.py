@@ -86,6 +86,11 @@ class AdapterBackboneMixin:
         """Downsampling factor of the coarsest output."""
         raise NotImplementedError
 
+    def freeze_stock_stages(self) -> None:
+        """Freeze what the stock backbone's ``frozen_stages`` freezes (its
+        stock ``train()`` repeats that on every call)."""
+        raise NotImplementedError
+
     # -- shared behaviour ------------------------------------------------
     def forward(self, x):
         self.check_input_size(x)
@@ -110,8 +115,12 @@ class AdapterBackboneMixin:
         return [path for path, _, _ in self.blocks()]
 
     def apply_tuning(self) -> int:
-        """(Re-)apply the tuning policy; returns the trainable count."""
-        return apply_policy(self, self.tuning, self.block_prefixes())
+        """(Re-)apply the tuning policy, then the stock backbone's own
+        ``frozen_stages`` on top of it (a part the stock option freezes
+        stays frozen whatever the policy); returns the trainable count."""
+        apply_policy(self, self.tuning, self.block_prefixes())
+        self.freeze_stock_stages()
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def adapter_state_keys(self) -> Tuple[str, ...]:
         return adapter_parameter_names(self)

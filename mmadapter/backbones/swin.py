@@ -114,6 +114,11 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
         # necks and heads only index it).
         return tuple(super().forward(x))
 
+    def freeze_stock_stages(self):
+        # mmdet's numbering: 0 freezes the patch embedding (Microsoft's
+        # frozen_stages=1), N >= 1 also stages 0..N-1 and their out norms
+        SwinTransformer._freeze_stages(self)
+
     def derived_state_keys(self):
         return tuple(k for k in self.state_dict()
                      if k.endswith('relative_position_index'))

@@ -212,13 +212,11 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
     def total_stride(self):
         return self.patch_embed.projection.stride[0]
 
-    def apply_tuning(self) -> int:
-        count = super().apply_tuning()
-        if self.frozen_stages > 0:  # the stock option still freezes layers
+    def freeze_stock_stages(self):
+        # mmpretrain's _freeze_stages also freezes pos_embed and the patch
+        # embedding unconditionally: call it only when frozen_stages asks
+        if self.frozen_stages > 0:
             self._freeze_stages()
-            count = sum(p.numel() for p in self.parameters()
-                        if p.requires_grad)
-        return count
 
     def convert_pretrained(self, state_dict, model):
         if is_timm_vit(state_dict):

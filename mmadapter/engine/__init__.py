@@ -5,7 +5,8 @@ from .checkpoint_hook import (AdapterCheckpointHook, AdapterCheckpointLoadHook,
 from .dist import CPUDistributedDataParallel
 from .hooks import NonFiniteLossHook, ParameterReportHook, RandomStateHook
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
-from .schedulers import WarmupCosineAnnealingLR
+from .param_schedulers import (PolyLRWithWarmup, PolyParamWithWarmup,
+                               WarmupCosineAnnealingLR)
 
 __all__ = [
     'AdapterCheckpointHook', 'AtomicCheckpointHook', 'CheckpointWriteError',
@@ -13,5 +14,5 @@ __all__ = [
     'enable_adapter_checkpoint_loading', 'CPUAmpOptimWrapper',
     'CPUDistributedDataParallel', 'ParameterReportHook', 'NonFiniteLossHook',
     'RandomStateHook', 'BackboneLayerDecayOptimWrapperConstructor',
-    'WarmupCosineAnnealingLR'
+    'PolyLRWithWarmup', 'PolyParamWithWarmup', 'WarmupCosineAnnealingLR'
 ]

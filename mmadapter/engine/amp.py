@@ -6,6 +6,7 @@ from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from mmadapter.registry import OPTIM_WRAPPERS
+from .cpu_autocast_ops import run_mmcv_ops_in_float32_under_cpu_autocast
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -17,6 +18,9 @@ class CPUAmpOptimWrapper(AmpOptimWrapper):
     bfloat16. bfloat16 has float32's exponent range, so losses need no
     scaling: the loss scaler is a disabled ``GradScaler``, which passes
     losses and gradients through unchanged and saves an empty state.
+    mmcv's ops (nms, RoIAlign, ...) have float32 CPU kernels only: under this
+    wrapper's autocast they compute in float32 and hand back the bfloat16
+    their callers gave them (:mod:`mmadapter.engine.cpu_autocast_ops`).
     """
 
     def __init__(self, loss_scale='dynamic', dtype='bfloat16', **kwargs):
@@ -29,6 +33,7 @@ class CPUAmpOptimWrapper(AmpOptimWrapper):
         self._scale_update_param = None
         self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
         self.cast_dtype = torch.bfloat16
+        run_mmcv_ops_in_float32_under_cpu_autocast()
 
 
 def enable_amp(cfg: Config) -> None:

@@ -1,6 +1,6 @@
 # ADE20K semantic segmentation with UperNet on ViT-B/16: the recipe of the
 # Swin ADE20K setting (512x512 crops, 160k iterations, AdamW lr 6e-5 weight
-# decay 0.01, 1500-iteration warmup then poly, AMP, 8 GPUs x 2 images,
+# decay 0.01, poly with a 1500-iteration warmup, FP32, 8 GPUs x 2 images,
 # single-scale mIoU). As in mmseg's ViT UperNet configs, four maps of
 # layers 3, 6, 9 and 12 are rescaled to strides 4/8/16/32 by MultiLevelNeck
 # and the auxiliary FCN head reads the last one.

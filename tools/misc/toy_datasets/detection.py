@@ -98,7 +98,8 @@ def make_voc(out_dir: str = 'data/toy', num_train: int = 64,
 
 # ---------------------------------------------------------------------- COCO
 def coco_split(root: str, split: str, count: int, img_size: ImgSize,
-               seed: int) -> dict:
+               seed: int, category_names: Sequence[str] = COCO_CLASSES
+               ) -> dict:
     image_dir = osp.join(root, f'{split}2017')
     os.makedirs(image_dir, exist_ok=True)
     rng = split_rng(seed, 'coco', split)
@@ -119,7 +120,7 @@ def coco_split(root: str, split: str, count: int, img_size: ImgSize,
                 area=float(shape.mask.sum()),
                 bbox=[x0, y0, x1 - x0, y1 - y0], iscrowd=0))
     categories = [dict(id=i, name=name, supercategory='shape')
-                  for i, name in enumerate(COCO_CLASSES, start=1)]
+                  for i, name in enumerate(category_names, start=1)]
     content = dict(info=dict(description='mmadapter toy COCO', version='1.0'),
                    licenses=[], images=images, annotations=annotations,
                    categories=categories)
@@ -131,9 +132,12 @@ def coco_split(root: str, split: str, count: int, img_size: ImgSize,
 
 def make_coco(out_dir: str = 'data/toy', num_train: int = 64,
               num_val: int = 32, img_size: ImgSize = 160,
-              seed: int = 0) -> dict:
+              seed: int = 0,
+              category_names: Sequence[str] = COCO_CLASSES) -> dict:
     """Write ``out_dir/coco`` (instances_{train,val}2017.json with polygon
-    masks; categories 1..3 'circle', 'square', 'triangle').
+    masks; categories 1..3 'circle', 'square', 'triangle'). With
+    ``category_names`` (at least three, e.g. the 80 of COCO) the file lists
+    those categories and the three shapes take the first three.
 
     Returns ``{'root': ..., 'train': {'images': n, 'instances': m},
     'val': {...}}``.
@@ -143,5 +147,6 @@ def make_coco(out_dir: str = 'data/toy', num_train: int = 64,
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     summary = dict(root=root)
     for split, count in (('train', num_train), ('val', num_val)):
-        summary[split] = coco_split(root, split, count, img_size, seed)
+        summary[split] = coco_split(root, split, count, img_size, seed,
+                                    category_names)
     return summary

@@ -1,0 +1,3 @@
+from .voc_metric import VOCMetric
+
+__all__ = ['VOCMetric']
