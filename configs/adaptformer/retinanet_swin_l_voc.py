@@ -1,9 +1,4 @@
 # AdaptFormer: a bottleneck (64) branch beside each MLP, scaled by 0.1;
 # only it trains in the backbone.
-_base_ = ['../_base_/retinanet_swin_l_voc.py']
-model = dict(
-    backbone=dict(
-        adapter=dict(
-            type='AdaptFormer', bottleneck=64, scale=0.1,
-            init='trunc_normal'),
-        tuning='adapter'))
+_base_ = ['../_base_/retinanet_swin_l_voc.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

@@ -1,3 +1,3 @@
 # Fixed: the backbone is frozen; neck and head train.
-_base_ = ['../_base_/retinanet_swin_l_voc.py']
-model = dict(backbone=dict(adapter=None, tuning='fixed'))
+_base_ = ['../_base_/retinanet_swin_l_voc.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

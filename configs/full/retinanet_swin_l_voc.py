@@ -1,3 +1,3 @@
 # Full fine-tuning: every backbone parameter trains.
-_base_ = ['../_base_/retinanet_swin_l_voc.py']
-model = dict(backbone=dict(adapter=None, tuning='full'))
+_base_ = ['../_base_/retinanet_swin_l_voc.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

@@ -1,6 +1,4 @@
 # Adapter (Houlsby): bottleneck (64) adapters on the attention and MLP
 # branch outputs; only they train in the backbone.
-_base_ = ['../_base_/retinanet_swin_l_voc.py']
-model = dict(
-    backbone=dict(
-        adapter=dict(type='Houlsby', bottleneck=64), tuning='adapter'))
+_base_ = ['../_base_/retinanet_swin_l_voc.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

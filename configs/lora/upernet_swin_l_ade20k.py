@@ -1,7 +1,4 @@
 # LoRA: rank-64 updates (alpha 1) on the q and v projections of every
 # attention; only they train in the backbone.
-_base_ = ['../_base_/upernet_swin_l_ade20k.py']
-model = dict(
-    backbone=dict(
-        adapter=dict(type='LoRA', rank=64, alpha=1, targets=('q', 'v')),
-        tuning='adapter'))
+_base_ = ['../_base_/upernet_swin_l_ade20k.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

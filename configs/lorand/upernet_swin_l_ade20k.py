@@ -1,4 +1,4 @@
 # LoRand: multi-branch low-rank adapters on the attention and MLP branch
 # outputs; only they train in the backbone.
-_base_ = ['../_base_/upernet_swin_l_ade20k.py']
-model = dict(backbone=dict(adapter=dict(type='LoRand'), tuning='adapter'))
+_base_ = ['../_base_/upernet_swin_l_ade20k.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

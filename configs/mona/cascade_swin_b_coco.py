@@ -1,6 +1,4 @@
 # Mona: two Mona modules per block (bottleneck 64) after the attention
 # and MLP residuals; only they train in the backbone.
-_base_ = ['../_base_/cascade_swin_b_coco.py']
-model = dict(
-    backbone=dict(
-        adapter=dict(type='Mona', bottleneck=64), tuning='adapter'))
+_base_ = ['../_base_/cascade_swin_b_coco.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

@@ -5,12 +5,8 @@
 # the longest matching key wins, so Mona's own LayerNorms get the weight
 # decay 0.01 ('norm' no longer exempts backbone parameters; the position
 # tables keep decay 0).
-_base_ = ['../_base_/upernet_swin_l_ade20k.py']
-model = dict(
-    backbone=dict(
-        adapter=dict(type='Mona', bottleneck=64),
-        tuning='adapter',
-        drop_path_rate=0.2))
+_base_ = ['../_base_/upernet_swin_l_ade20k.py', './_base_/method.py']
+model = dict(backbone=dict(**_base_.method, drop_path_rate=0.2))
 optim_wrapper = dict(
     optimizer=dict(lr=3e-4),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))

@@ -1,3 +1,3 @@
 # NormTuning: only the backbone's normalisation layers train.
-_base_ = ['../_base_/upernet_swin_l_ade20k.py']
-model = dict(backbone=dict(adapter=None, tuning='norm'))
+_base_ = ['../_base_/upernet_swin_l_ade20k.py', './_base_/method.py']
+model = dict(backbone=_base_.method)

@@ -1,3 +1,3 @@
 # Partial-1: only the last block of the last stage trains.
-_base_ = ['../_base_/upernet_swin_l_ade20k.py']
-model = dict(backbone=dict(adapter=None, tuning='partial-1'))
+_base_ = ['../_base_/upernet_swin_l_ade20k.py', './_base_/method.py']
+model = dict(backbone=_base_.method)
