@@ -115,3 +115,17 @@ def test_runner_saves_and_tests_on_a_microsoft_base(tmp_path,
     tester.test()
     for key, value in tester.model.state_dict().items():
         assert torch.equal(value, final[key]), key
+
+
+def test_saves_read_the_base_once(tmp_path, microsoft_base, monkeypatch):
+    import mmadapter.checkpoint as checkpoint_module
+    model = trained(retinanet_cfg(microsoft_base))
+    reads = []
+    real_read = checkpoint_module.read_checkpoint
+    monkeypatch.setattr(checkpoint_module, 'read_checkpoint',
+                        lambda path: reads.append(path) or real_read(path))
+    for name in ('a.pth', 'b.pth'):
+        save_adapter_checkpoint(model, str(tmp_path / name))
+    assert reads == [microsoft_base]
+    saved = torch.load(tmp_path / 'b.pth', weights_only=False)
+    assert stage_norms(model) <= set(saved['state_dict'])
