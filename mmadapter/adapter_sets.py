@@ -16,7 +16,7 @@ adapter tensors of another shape, a duplicate name.
 import os.path as osp
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -56,12 +56,31 @@ class TaskCheckpoint:
     def base(self) -> dict:
         return adapter_info(self.checkpoint)['bases'][self.prefix]
 
-    def backbone_state(self) -> Dict[str, torch.Tensor]:
-        """The checkpoint's backbone entries, keyed as in the backbone."""
+    @property
+    def frozen_not_in_base(self) -> List[str]:
+        """Frozen backbone tensors the checkpoint holds because its base
+        lacks them (as Swin's output norms on a Microsoft file)."""
+        return list(self.base.get('frozen_not_in_base') or ())
+
+    def _backbone_entries(self) -> Dict[str, torch.Tensor]:
         start = f'{self.prefix}.' if self.prefix else ''
         return {k[len(start):]: v
                 for k, v in self.checkpoint['state_dict'].items()
                 if k.startswith(start)}
+
+    def backbone_state(self) -> Dict[str, torch.Tensor]:
+        """The checkpoint's trained backbone entries (its adapters), keyed
+        as in the backbone."""
+        frozen = set(self.frozen_not_in_base)
+        return {k: v for k, v in self._backbone_entries().items()
+                if k not in frozen}
+
+    def frozen_state(self) -> Dict[str, torch.Tensor]:
+        """The entries of :attr:`frozen_not_in_base`, keyed as in the
+        backbone."""
+        entries = self._backbone_entries()
+        return {k: entries[k] for k in self.frozen_not_in_base
+                if k in entries}
 
     def task_state(self) -> Dict[str, torch.Tensor]:
         """Everything outside the backbone (neck, heads, their buffers)."""
@@ -181,6 +200,18 @@ def check_adapter_set_checkpoint(backbone: AdapterBackboneMixin,
             f'{task.path} holds backbone tensors that are not its adapters '
             f'(e.g. {", ".join(extra[:4])}): they were trained or changed, '
             'and the backbone shares them with the other tasks.')
+    # frozen tensors the base lacks: the shared backbone must hold them as
+    # the trained model did (both keep their initial values)
+    own_state = backbone.state_dict()
+    differing = [k for k, v in task.frozen_state().items()
+                 if k not in own_state
+                 or not torch.equal(v.cpu(), own_state[k].detach().cpu())]
+    if differing:
+        raise AdapterSetError(
+            f'{task.path} was trained with frozen backbone tensors its base '
+            f'lacks (e.g. {", ".join(differing[:4])}) that differ from this '
+            "backbone's: the backbone shares them with the other tasks, so "
+            'its adapters would not reproduce the trained outputs.')
     new.check_state_dict(state)
     return new
 

@@ -9,7 +9,11 @@ cannot restore:
   parameter the tuning policy trains);
 * every entry outside the backbone (neck/head buffers such as BatchNorm
   running statistics, and frozen neck/head parameters if there are any);
-* inside the backbone, the buffers of modules that own a trained parameter.
+* inside the backbone, the buffers of modules that own a trained parameter,
+  and the frozen parameters the base file lacks (Swin's per-stage output
+  norms ``norm0..3`` on a Microsoft ImageNet base: they keep their initial
+  values, which nothing else could restore). The record lists those per
+  backbone (``frozen_not_in_base``).
 
 ``meta['adapter_checkpoint']`` marks it and records the config text that
 built the model and, per backbone, the base checkpoint (path, sha256, and
@@ -122,10 +126,16 @@ def _under(key: str, prefix: str) -> bool:
     return prefix == '' or key.startswith(prefix + '.')
 
 
-def adapter_state_keys(model: nn.Module) -> List[str]:
+def adapter_state_keys(model: nn.Module,
+                       not_in_base: Optional[Dict[str, List[str]]] = None
+                       ) -> List[str]:
     """The state-dict keys an adapter-only checkpoint of ``model`` keeps,
-    in state-dict order (see the module docstring for the rule)."""
+    in state-dict order (see the module docstring for the rule).
+    ``not_in_base`` (:func:`frozen_keys_not_in_base`) adds, per backbone
+    prefix, the frozen backbone parameters its base lacks."""
     prefixes = backbone_prefixes(model)
+    extra = {f'{prefix}.{key}' if prefix else key
+             for prefix, keys in (not_in_base or {}).items() for key in keys}
     trained = {id(p) for p in model.parameters() if p.requires_grad}
     owners = {name.rpartition('.')[0]
               for name, p in model.named_parameters(remove_duplicate=False)
@@ -134,7 +144,8 @@ def adapter_state_keys(model: nn.Module) -> List[str]:
     for key, value in model.state_dict(keep_vars=True).items():
         in_backbone = any(_under(key, p) for p in prefixes)
         is_param = isinstance(value, nn.Parameter)
-        if (not in_backbone or (is_param and id(value) in trained)
+        if (not in_backbone or key in extra
+                or (is_param and id(value) in trained)
                 or (not is_param and key.rpartition('.')[0] in owners)):
             keep.append(key)
     return keep
@@ -202,7 +213,12 @@ def reduce_checkpoint(checkpoint: dict, model: nn.Module, config=None,
     place: the state dict is reduced and the record added to ``meta``;
     optimizer, scheduler and message-hub states are left as they are."""
     state = checkpoint['state_dict']
-    keep = adapter_state_keys(model)
+    if bases is None:
+        bases = base_records_from_init_cfg(model)
+    not_in_base = frozen_keys_not_in_base(model, bases)
+    bases = {prefix: dict(record, frozen_not_in_base=not_in_base[prefix])
+             for prefix, record in bases.items()}
+    keep = adapter_state_keys(model, not_in_base)
     absent = [k for k in keep if k not in state]
     if absent:
         raise AdapterCheckpointError(
@@ -331,7 +347,49 @@ def read_base_backbone(backbone: nn.Module,
             '--base) at your copy of it.')
     state_dict = strip_prefixes(read_checkpoint(path))
     convert = getattr(backbone, 'convert_pretrained', None)
-    return convert(state_dict, backbone) if convert else state_dict
+    state_dict = convert(state_dict, backbone) if convert else state_dict
+    _BASE_KEYS[_base_keys_id(backbone, path)] = frozenset(state_dict)
+    return state_dict
+
+
+# the backbone keys of each base file, so that every save of a run can tell
+# what its base lacks without reading the (800 MB) file again
+_BASE_KEYS: Dict[tuple, frozenset] = {}
+
+
+def _base_keys_id(backbone: nn.Module, path: str) -> tuple:
+    local = local_file(path)
+    if local is None:
+        return (path, type(backbone).__qualname__)
+    stat = os.stat(local)
+    return (osp.realpath(local), stat.st_mtime_ns, stat.st_size,
+            type(backbone).__qualname__)
+
+
+def base_backbone_keys(backbone: nn.Module, path: str) -> frozenset:
+    """The keys :func:`read_base_backbone` gives, read once per file."""
+    keys = _BASE_KEYS.get(_base_keys_id(backbone, path))
+    return keys if keys is not None else frozenset(
+        read_base_backbone(backbone, path))
+
+
+def frozen_keys_not_in_base(model: nn.Module, bases: Dict[str, dict]
+                            ) -> Dict[str, List[str]]:
+    """Per backbone prefix, its frozen parameters (keys as the backbone
+    names them) that its base file cannot supply, e.g. Swin's per-stage
+    output norms on a Microsoft ImageNet file: an adapter-only checkpoint
+    keeps them at the values the model holds."""
+    out = {}
+    for prefix, record in bases.items():
+        backbone = model.get_submodule(prefix) if prefix else model
+        in_base = base_backbone_keys(backbone,
+                                     resolve_base_path(record, backbone))
+        derived = set(getattr(backbone, 'derived_state_keys', tuple)())
+        out[prefix] = [
+            key for key, value in backbone.state_dict(keep_vars=True).items()
+            if isinstance(value, nn.Parameter) and not value.requires_grad
+            and key not in in_base and key not in derived]
+    return out
 
 
 def base_backbone_state(model: nn.Module, prefix: str, path: str,
@@ -492,7 +550,9 @@ def verify_frozen_backbone(model: nn.Module, bases: Dict[str, dict],
                            keep: Optional[List[str]] = None) -> None:
     """Raise unless the base files reproduce every backbone tensor of
     ``model`` that an adapter-only checkpoint leaves out."""
-    keep = set(keep if keep is not None else adapter_state_keys(model))
+    if keep is None:
+        keep = adapter_state_keys(model, frozen_keys_not_in_base(model, bases))
+    keep = set(keep)
     own = model.state_dict()
     for prefix, record in bases.items():
         backbone = model.get_submodule(prefix) if prefix else model

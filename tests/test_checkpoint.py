@@ -54,7 +54,8 @@ def test_adapter_checkpoint_holds_trained_params_buffers_config_and_hash(
     with open(base, 'rb') as f:
         sha256 = hashlib.sha256(f.read()).hexdigest()
     assert record['bases'] == {'backbone': dict(checkpoint=base, sha256=sha256,
-                                                source='init_cfg')}
+                                                source='init_cfg',
+                                                frozen_not_in_base=[])}
     assert "type='mmadapter.AdapterSwinTransformer'" in record['config']
     assert osp.getsize(path) < 0.5 * osp.getsize(base)
 
