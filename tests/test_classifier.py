@@ -64,6 +64,7 @@ def test_swin_returns_a_tuple_that_every_neck_takes():
     """mmdet's Swin returns a list; mmpretrain's GlobalAveragePooling
     raises 'neck inputs should be tuple or torch.tensor' on it."""
     from mmdet.models.necks import FPN
+    from mmengine.registry import DefaultScope
     from mmpretrain.models.necks import GlobalAveragePooling
     from mmseg.models.decode_heads import UPerHead
     outs = tiny_swin().eval()(images(64, 64))
@@ -72,8 +73,12 @@ def test_swin_returns_a_tuple_that_every_neck_takes():
     assert pooled[0].shape == (2, 256)
     fpn = FPN(in_channels=[32, 64, 128, 256], out_channels=16, num_outs=4)
     assert [o.shape[1] for o in fpn(outs)] == [16] * 4
-    uper = UPerHead(in_channels=[32, 64, 128, 256], in_index=[0, 1, 2, 3],
-                    channels=16, num_classes=3, pool_scales=(1, 2))
+    # its loss is looked up in the default scope, which a Runner built by
+    # an earlier test may have left at 'mmdet'
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        uper = UPerHead(in_channels=[32, 64, 128, 256],
+                        in_index=[0, 1, 2, 3], channels=16, num_classes=3,
+                        pool_scales=(1, 2))
     assert uper(outs).shape == (2, 3, 16, 16)
 
 
