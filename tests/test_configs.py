@@ -201,10 +201,12 @@ def test_method_config_differs_from_mona_only_in_the_method(method, setting):
     other = flatten(load(f'{method}/{setting}.py').to_dict())
     changed = {k for k in mona.keys() | other.keys()
                if mona.get(k, 'missing') != other.get(k, 'missing')}
+    # the method's piece (configs/<method>/_base_/method.py, also kept as
+    # the top-level variable ``method``) goes into the backbone
     method_keys = {
         k for k in changed
-        if k == 'model.backbone.tuning' or k.startswith(
-            'model.backbone.adapter')
+        if k in ('model.backbone.tuning', 'method.tuning') or k.startswith(
+            ('model.backbone.adapter', 'method.adapter'))
     }
     ade_keys = {'model.backbone.drop_path_rate', 'optim_wrapper.optimizer.lr',
                 'optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult'}
