@@ -24,9 +24,8 @@ from torch.profiler import ProfilerActivity, profile
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run_benchmarks import (ARCHS, FLOOR, METHODS, build_backbone,  # noqa
-                            load_average, machine_name, make_input,
-                            make_optimizer, train_step_fn)
+from run_benchmarks import (FLOOR, METHODS, build_train_steps,  # noqa
+                            load_average, machine_name)
 
 
 def profile_step(step, device):
@@ -49,15 +48,10 @@ def profile_methods(bench, methods, device, rounds):
     operator's self time. The methods take their profiled steps in turn
     (after two warm-up steps each), so a change in the machine's load
     during the run falls on all of them alike."""
-    steps = {}
-    for method in methods:
-        torch.manual_seed(0)
-        model = build_backbone(ARCHS[bench['arch']](),
-                               method).to(device).train()
-        steps[method] = train_step_fn(model, make_input(bench, device),
-                                      make_optimizer(model), bench['amp'])
-        steps[method]()
-        steps[method]()
+    steps = build_train_steps(bench, methods, device)
+    for step in steps.values():
+        step()
+        step()
     runs = {method: [] for method in methods}
     for _ in range(rounds):
         for method, step in steps.items():

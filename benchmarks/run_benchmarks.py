@@ -226,13 +226,9 @@ def measure_peak_memory(bench, method, device_name, queue=None):
     return result
 
 
-def measure_step_times(bench, methods, device_name, repeats):
-    """Median training-step time (s) of each method, all models in this
-    process taking their steps in turn, and the optimizer steps the fp16
-    loss scaler skipped. Two warm-up rounds: the first step allocates the
-    optimizer state and the allocator settles on the second.
-    """
-    device = torch.device(device_name)
+def build_train_steps(bench, methods, device) -> dict:
+    """Per method, a training-step function of its freshly built backbone
+    (same seed for every method)."""
     steps = {}
     for method in methods:
         torch.manual_seed(0)
@@ -240,6 +236,17 @@ def measure_step_times(bench, methods, device_name, repeats):
                                method).to(device).train()
         steps[method] = train_step_fn(model, make_input(bench, device),
                                       make_optimizer(model), bench['amp'])
+    return steps
+
+
+def measure_step_times(bench, methods, device_name, repeats):
+    """Median training-step time (s) of each method, all models in this
+    process taking their steps in turn, and the optimizer steps the fp16
+    loss scaler skipped. Two warm-up rounds: the first step allocates the
+    optimizer state and the allocator settles on the second.
+    """
+    device = torch.device(device_name)
+    steps = build_train_steps(bench, methods, device)
     times = round_robin_times(steps, device, repeats, warmup_rounds=2)
     return times, {m: s.skipped for m, s in steps.items()}
 
