@@ -89,8 +89,12 @@ def saved_tensor_shapes(module, x, hw_shape):
     return shapes
 
 
-def test_mona_keeps_no_full_width_tensor_but_its_input():
-    mona = MonaModule(32, bottleneck=8).train()
+@pytest.mark.parametrize('options', [
+    dict(fused=False),  # the filter through FilteredProjection
+    dict(keep_input=True),  # mona_function, keeping its input
+])
+def test_mona_keeps_no_full_width_tensor_but_its_input(options):
+    mona = MonaModule(32, bottleneck=8, **options).train()
     x = torch.randn(1, 12, 32, requires_grad=True)
     shapes = saved_tensor_shapes(mona, x, (3, 4))
     assert shapes, 'the bottleneck activations are kept'

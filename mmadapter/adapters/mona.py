@@ -25,7 +25,7 @@ from mmadapter.registry import ADAPTERS
 from .base import (AdapterConfigError, AdapterModule, AdapterSpec,
                    build_activation, check_float, check_int, check_sites)
 from .lean_ops import ACTIVATION_GRADS, dropout_mask
-from .mona_tail import MonaTail
+from .mona_function import MonaFunction
 from .scaled_filter import filtered_projection
 
 
@@ -118,10 +118,12 @@ class MonaModule(AdapterModule):
     def __init__(self, embed_dims: int, bottleneck: int = 64,
                  dropout: float = 0.1, kernel_sizes=(3, 5, 7),
                  scaled_norm: bool = True, activation: str = 'gelu',
-                 fused: bool = True, recompute: bool = False):
+                 fused: bool = True, recompute: bool = False,
+                 keep_input: bool = False):
         super().__init__()
         self.scaled_norm = scaled_norm
         self.recompute = recompute
+        self.keep_input = keep_input
         if scaled_norm:
             self.norm = nn.LayerNorm(embed_dims)
             self.gamma = nn.Parameter(torch.empty(embed_dims))
@@ -151,15 +153,7 @@ class MonaModule(AdapterModule):
         return self._forward(x, hw_shape)
 
     def _forward(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
-        identity = x
-        if self.scaled_norm:
-            h = filtered_projection(x, self.norm.weight, self.norm.bias,
-                                    self.gamma, self.gammax,
-                                    self.down_proj.weight,
-                                    self.down_proj.bias, self.norm.eps)
-        else:
-            h = self.down_proj(x)
-        B, N, C = h.shape
+        B, N, _ = x.shape
         H, W = hw_shape
         num_extra = N - H * W
         if num_extra < 0:
@@ -168,13 +162,28 @@ class MonaModule(AdapterModule):
                 f'least H * W = {H * W}.')
         if self.mona_op.fused and torch.is_grad_enabled() \
                 and type(self.act) in ACTIVATION_GRADS:
-            # the same computation, keeping only h and the mask (mona_tail)
-            mask = dropout_mask(h.shape, self.dropout.p, self.dropout.training,
-                                h.device)
-            return identity + MonaTail.apply(
-                h, *self.mona_op.fused_weights(), self.up_proj.weight,
+            # the same computation, keeping for backward its output, h and
+            # a bool mask (mona_function)
+            mask = dropout_mask((B, N, self.down_proj.out_features),
+                                self.dropout.p, self.dropout.training,
+                                x.device)
+            norm = (self.norm.weight, self.norm.bias, self.gamma,
+                    self.gammax) if self.scaled_norm else (None, ) * 4
+            return MonaFunction.apply(
+                x, *norm, self.down_proj.weight, self.down_proj.bias,
+                *self.mona_op.fused_weights(), self.up_proj.weight,
                 self.up_proj.bias, self.act, mask, self.dropout.p, hw_shape,
-                num_extra)
+                num_extra, self.norm.eps if self.scaled_norm else 0.0,
+                self.keep_input)
+        identity = x
+        if self.scaled_norm:
+            h = filtered_projection(x, self.norm.weight, self.norm.bias,
+                                    self.gamma, self.gammax,
+                                    self.down_proj.weight,
+                                    self.down_proj.bias, self.norm.eps)
+        else:
+            h = self.down_proj(x)
+        C = h.shape[-1]
         # (B, HW, C) tokens as a (B, C, H, W) grid. On CPU keep them
         # channels-last (a free view): oneDNN's depthwise backward is ~15x
         # faster in that layout. On GPU, cuDNN's contiguous layout measured
@@ -208,18 +217,24 @@ class Mona(AdapterSpec):
             (same values and gradients, faster).
         recompute: in training, keep only each Mona's input for backward and
             recompute its activations there (same values and gradients). The
-            default already keeps no full-width activation but the input (see
-            :mod:`.scaled_filter`); this also drops the bottleneck ones, for a
-            little more memory saved (about 5% of Full's peak on Swin-B) at
+            default already keeps no full-width activation of its own (see
+            :mod:`.mona_function`); this also drops the bottleneck ones, at
             the cost of re-running the module, which is slow on GPUs at small
             batch sizes.
+        keep_input: keep each Mona's input for backward instead of
+            rebuilding it there from the Mona's output (which the next
+            LayerNorm keeps anyway) minus its update: gradients bit-identical
+            to the reference structure's instead of equal to within that
+            subtraction's rounding, for one C-wide tensor more per Mona
+            (about 0.04 of Full's peak memory on Swin-B).
     """
 
     def __init__(self, bottleneck: int = 64, dropout: float = 0.1,
                  kernel_sizes: Sequence[int] = (3, 5, 7),
                  scaled_norm: bool = True, activation: str = 'gelu',
                  sites: Sequence[str] = ('post_attn', 'post_ffn'),
-                 fused: bool = True, recompute: bool = False):
+                 fused: bool = True, recompute: bool = False,
+                 keep_input: bool = False):
         self.bottleneck = check_int('Mona', 'bottleneck', bottleneck)
         self.dropout = check_float('Mona', 'dropout', dropout, 0.0, 1.0,
                                    high_inclusive=False)
@@ -236,11 +251,13 @@ class Mona(AdapterSpec):
         self.sites = check_sites('Mona', sites)
         self.fused = bool(fused)
         self.recompute = bool(recompute)
+        self.keep_input = bool(keep_input)
 
     def site_modules(self, embed_dims: int) -> Dict[str, AdapterModule]:
         return {
             site: MonaModule(embed_dims, self.bottleneck, self.dropout,
                              self.kernel_sizes, self.scaled_norm,
-                             self.activation, self.fused, self.recompute)
+                             self.activation, self.fused, self.recompute,
+                             self.keep_input)
             for site in self.sites
         }

@@ -28,10 +28,15 @@ def scaled_filter(x: torch.Tensor, norm_weight: torch.Tensor,
     """
     normed = F.layer_norm(x, (x.shape[-1], ), norm_weight * gamma,
                           norm_bias * gamma, eps)
+    if torch.promote_types(torch.promote_types(normed.dtype, x.dtype),
+                           gammax.dtype) == normed.dtype:
+        # in place (one C-wide temporary less): the LayerNorm's backward
+        # does not need its output
+        return normed.addcmul_(x, gammax)
     return torch.addcmul(normed, x, gammax)
 
 
-def _autocast_state(device_type: str) -> dict:
+def autocast_state(device_type: str) -> dict:
     if hasattr(torch, 'get_autocast_dtype'):  # torch >= 2.4
         return dict(device_type=device_type,
                     enabled=torch.is_autocast_enabled(device_type),
@@ -45,6 +50,53 @@ def _autocast_state(device_type: str) -> dict:
                 dtype=torch.get_autocast_gpu_dtype())
 
 
+def filtered_projection_grads(grad_out, x, norm_weight, norm_bias, gamma,
+                              gammax, weight, needs, autocast: dict,
+                              eps: float, bias_dtype):
+    """Gradients of ``linear(scaled_filter(x, ...), weight, bias)`` for
+    ``(x, norm_weight, norm_bias, gamma, gammax, weight, bias)`` where
+    ``needs`` says so (None elsewhere), given the output gradient. The
+    filter is recomputed from ``x`` under ``autocast`` (the forward's state,
+    so with the forward's values and dtype); ``norm_weight=None`` means no
+    filter (``linear(x, weight, bias)``)."""
+    scaled = norm_weight is not None
+    leaves = [
+        t.detach().requires_grad_(need) if t is not None else None
+        for t, need in zip((x, norm_weight, norm_bias, gamma, gammax),
+                           needs[:5])
+    ]
+    if scaled:
+        with torch.enable_grad(), torch.autocast(**autocast):
+            filtered = scaled_filter(*leaves, eps)
+    else:
+        filtered = x
+
+    # The linear ran in grad_out's dtype (autocast's, or the inputs').
+    grad_2d = grad_out.flatten(0, -2)
+    grad_weight = grad_bias = None
+    if needs[5]:
+        grad_weight = grad_2d.t().mm(
+            filtered.detach().to(grad_out.dtype).flatten(0, -2)).to(
+                weight.dtype)
+    if needs[6]:
+        grad_bias = grad_2d.sum(0).to(bias_dtype)
+
+    filter_grads = [None] * 5
+    if not scaled:
+        if needs[0]:
+            filter_grads[0] = grad_out.matmul(weight.to(grad_out.dtype)).to(
+                x.dtype)
+        return (*filter_grads, grad_weight, grad_bias)
+    wanted = [leaf for leaf, need in zip(leaves, needs[:5]) if need]
+    if wanted:
+        grad_filtered = grad_out.matmul(weight.to(grad_out.dtype))
+        grads = iter(
+            torch.autograd.grad(filtered, wanted,
+                                grad_filtered.to(filtered.dtype)))
+        filter_grads = [next(grads) if need else None for need in needs[:5]]
+    return (*filter_grads, grad_weight, grad_bias)
+
+
 class FilteredProjection(torch.autograd.Function):
     """``linear(scaled_filter(x, ...), weight, bias)`` saving only ``x``."""
 
@@ -54,7 +106,7 @@ class FilteredProjection(torch.autograd.Function):
         filtered = scaled_filter(x, norm_weight, norm_bias, gamma, gammax,
                                  eps)
         ctx.eps = eps
-        ctx.autocast = _autocast_state(x.device.type)
+        ctx.autocast = autocast_state(x.device.type)
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.save_for_backward(x, norm_weight, norm_bias, gamma, gammax,
                               weight)
@@ -63,37 +115,10 @@ class FilteredProjection(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, norm_weight, norm_bias, gamma, gammax, weight = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        leaves = [
-            t.detach().requires_grad_(need) for t, need in zip(
-                (x, norm_weight, norm_bias, gamma, gammax), needs[:5])
-        ]
-        # Same autocast state as the forward, so the recomputed filter has
-        # the forward's values and dtype.
-        with torch.enable_grad(), torch.autocast(**ctx.autocast):
-            filtered = scaled_filter(*leaves, ctx.eps)
-
-        # The linear ran in grad_out's dtype (autocast's, or the inputs').
-        grad_2d = grad_out.flatten(0, -2)
-        grad_weight = grad_bias = None
-        if needs[5]:
-            grad_weight = grad_2d.t().mm(
-                filtered.detach().to(grad_out.dtype).flatten(0, -2)).to(
-                    weight.dtype)
-        if needs[6]:
-            grad_bias = grad_2d.sum(0).to(ctx.bias_dtype)
-
-        filter_grads = [None] * 5
-        wanted = [leaf for leaf, need in zip(leaves, needs[:5]) if need]
-        if wanted:
-            grad_filtered = grad_out.matmul(weight.to(grad_out.dtype))
-            grads = iter(
-                torch.autograd.grad(filtered, wanted,
-                                    grad_filtered.to(filtered.dtype)))
-            filter_grads = [next(grads) if need else None
-                            for need in needs[:5]]
-        return (*filter_grads, grad_weight, grad_bias, None)
+        grads = filtered_projection_grads(grad_out, *ctx.saved_tensors,
+                                          ctx.needs_input_grad, ctx.autocast,
+                                          ctx.eps, ctx.bias_dtype)
+        return (*grads, None)
 
 
 def filtered_projection(x: torch.Tensor, norm_weight: torch.Tensor,

@@ -1,0 +1,154 @@
+"""A whole Mona module as one autograd function that keeps, per token, its
+output, its down projection's output and a bool dropout mask for backward.
+
+``out = x + up(dropout(act(pw(dw(down(filter(x)))))))``, with ``filter`` the
+scaled LayerNorm (:mod:`.scaled_filter`, or none), ``dw`` and ``pw`` the fused
+conv stage (:class:`~mmadapter.adapters.mona.MonaOp`) on the patch tokens
+(the first ``num_extra`` tokens skip it).
+
+What backward needs and where it comes from:
+
+* the conv stage's inputs, the activation's input and the dropout output
+  (four bottleneck-wide tensors under plain autograd, and a float mask):
+  recomputed from ``h = down(filter(x))`` and the bool mask, a depthwise conv
+  and a bottleneck-square matmul per token;
+* ``x`` (for the filter's backward and the down projection's weight
+  gradient): a Mona sits on the residual stream, and the next LayerNorm keeps
+  the Mona's output for its own backward anyway, so this keeps that same
+  tensor (no extra memory) and rebuilds ``x = out - up(...)`` in backward,
+  one up-projection matmul. With ``keep_input=True`` it keeps ``x`` instead:
+  one C-wide tensor per Mona more, and gradients bit-identical to the
+  reference structure's rather than equal to within the rounding of that
+  subtraction (half a unit in the last place of ``out``).
+
+The forward computes exactly what the module computes without this function.
+On CPU the depthwise weight gradient goes through
+:func:`~.lean_ops.depthwise_weight_grad`. Values and gradients are those of
+the reference structure (tests/test_lean_ops.py), also under autocast.
+"""
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from .lean_ops import (activation_pair, apply_mask, compute_dtype,
+                       depthwise_weight_grad)
+from .scaled_filter import autocast_state, filtered_projection_grads, \
+    scaled_filter
+
+
+def _conv_stage(h, dw_w, dw_b, pw_w, pw_b, hw_shape, num_extra):
+    """(depthwise input grid, 1x1 input tokens, conv stage output tokens)."""
+    B, N, C = h.shape
+    H, W = hw_shape
+    patches = h[:, num_extra:] if num_extra else h
+    # channels-last (a free view): oneDNN's depthwise conv is fastest in
+    # that layout; cuDNN's in the contiguous one (RESULTS_cuda_512.md).
+    grid = patches.reshape(B, H, W, C).permute(0, 3, 1, 2)
+    if grid.is_cuda:
+        grid = grid.contiguous()
+    d = F.conv2d(grid, dw_w, dw_b, padding=dw_w.shape[-1] // 2, groups=C)
+    d_tokens = d.permute(0, 2, 3, 1).reshape(B, H * W, C)
+    out = F.linear(d_tokens, pw_w.view(C, C), pw_b)
+    if num_extra:
+        out = torch.cat([h[:, :num_extra], out], dim=1)
+    return grid, d_tokens, out
+
+
+def _flat(t):
+    return t.reshape(-1, t.shape[-1])
+
+
+def _tail_grads(grad_delta, h, mask, p, act, act_grad, tail_params, y,
+                grid, d_tokens, stage_out, hw_shape, n):
+    """Gradients of ``delta = up(mask(act(stage(h))))``: (grad_h, grads of
+    dw_w, dw_b, pw_w, pw_b, up_w, up_b)."""
+    dw_w, dw_b, pw_w, pw_b, up_w, up_b = tail_params
+    B, N, C = h.shape
+    H, W = hw_shape
+    grad_up_w = _flat(grad_delta).t().mm(_flat(y))
+    grad_up_b = _flat(grad_delta).sum(0)
+    grad_stage = act_grad(apply_mask(grad_delta.matmul(up_w), mask, p),
+                          stage_out)
+    grad_pw_out = grad_stage[:, n:] if n else grad_stage
+    grad_pw_w = _flat(grad_pw_out).t().mm(_flat(d_tokens)).view_as(pw_w)
+    grad_pw_b = _flat(grad_pw_out).sum(0)
+    grad_d_tokens = grad_pw_out.matmul(pw_w.view(C, C))
+    grad_dw_b = _flat(grad_d_tokens).sum(0)
+    grad_d = grad_d_tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
+    if grad_d.is_cuda:
+        grad_d = grad_d.contiguous()
+    k = dw_w.shape[-1]
+    need_w = not grad_d.is_cuda  # cuDNN's own weight gradient is fine
+    grad_grid, grad_dw_w, _ = torch.ops.aten.convolution_backward(
+        grad_d, grid, dw_w, None, [1, 1], [k // 2] * 2, [1, 1], False,
+        [0, 0], C, [True, not need_w, False])
+    if need_w:
+        grad_dw_w = depthwise_weight_grad(grid, grad_d, k, k // 2)
+    grad_h = grad_grid.permute(0, 2, 3, 1).reshape(B, H * W, C)
+    if n:
+        grad_h = torch.cat([grad_stage[:, :n], grad_h], dim=1)
+    return grad_h, (grad_dw_w, grad_dw_b, grad_pw_w, grad_pw_b, grad_up_w,
+                    grad_up_b)
+
+
+class MonaFunction(torch.autograd.Function):
+    """Inputs: ``x``, the filter's (norm weight, norm bias, gamma, gammax:
+    all None without the scaled filter), down weight and bias, the fused
+    conv stage's (dw weight, dw bias, pw weight, pw bias), up weight and bias,
+    then the activation module, the bool dropout mask (or None), p,
+    hw_shape, num_extra, the LayerNorm's eps and keep_input."""
+
+    @staticmethod
+    def forward(ctx, x, norm_w, norm_b, gamma, gammax, down_w, down_b, dw_w,
+                dw_b, pw_w, pw_b, up_w, up_b, act_module, mask, p, hw_shape,
+                num_extra, eps, keep_input):
+        filter_params = (norm_w, norm_b, gamma, gammax)
+        scaled = norm_w is not None
+        # the module's own ops, under the caller's autocast state
+        h = F.linear(scaled_filter(x, *filter_params, eps) if scaled else x,
+                     down_w, down_b)
+        dtype = compute_dtype(h)
+        tail = (dw_w, dw_b, pw_w, pw_b, up_w, up_b)
+        ctx.tail_dtypes = [t.dtype for t in tail]
+        tail = [t.to(dtype) for t in tail]
+        h = h.to(dtype)
+        act, ctx.act_grad = activation_pair(act_module)
+        ctx.act, ctx.p, ctx.hw_shape, ctx.num_extra = act, p, hw_shape, \
+            num_extra
+        ctx.eps, ctx.scaled, ctx.keep_input = eps, scaled, keep_input
+        ctx.autocast = autocast_state(x.device.type)
+        ctx.down_b_dtype = None if down_b is None else down_b.dtype
+        _, _, stage_out = _conv_stage(h, *tail[:4], hw_shape, num_extra)
+        out = x + F.linear(apply_mask(act(stage_out), mask, p), *tail[4:])
+        ctx.save_for_backward(x if keep_input else out, h, mask, *(
+            filter_params if scaled else ()), down_w, *tail)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        saved = list(ctx.saved_tensors)
+        x_or_out, h, mask = saved[:3]
+        filter_params = saved[3:7] if ctx.scaled else [None] * 4
+        down_w, *tail = saved[7 if ctx.scaled else 3:]
+        n = ctx.num_extra
+        grid, d_tokens, stage_out = _conv_stage(h, *tail[:4], ctx.hw_shape,
+                                                n)
+        y = apply_mask(ctx.act(stage_out), mask, ctx.p)
+        if ctx.keep_input:
+            x = x_or_out
+        else:  # the input, from the output the next layer keeps anyway
+            x = x_or_out - F.linear(y, *tail[4:])
+        grad_h, tail_grads = _tail_grads(
+            grad_out.to(h.dtype), h, mask, ctx.p, ctx.act, ctx.act_grad,
+            tail, y, grid, d_tokens, stage_out, ctx.hw_shape, n)
+        needs = ctx.needs_input_grad
+        grad_x, *filter_grads, grad_down_w, grad_down_b = \
+            filtered_projection_grads(
+                grad_h, x, *filter_params, down_w, needs[:7],
+                ctx.autocast, ctx.eps, ctx.down_b_dtype)
+        if needs[0]:
+            grad_x = grad_out + grad_x if grad_x is not None else grad_out
+        tail_grads = [g.to(dt) for g, dt in zip(tail_grads, ctx.tail_dtypes)]
+        return (grad_x, *filter_grads, grad_down_w, grad_down_b,
+                *tail_grads, *([None] * 7))
