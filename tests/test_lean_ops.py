@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from mmadapter.adapters import LoRALinear, MonaModule, build_adapter
 from mmadapter.adapters.lean_ops import (ActDropoutLinear,
+                                         ProjectedActLinear,
                                          depthwise_weight_grad, dropout_mask)
 from mmadapter.adapters.lora import LoRALinearFunction
 from mmadapter.adapters.lorand import LoRandAdapter
@@ -156,6 +157,16 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(
         lambda h, w, b: ActDropoutLinear.apply(h, w, b, nn.GELU(), mask,
                                                0.3), (h, w, b), **check)
+    residual = torch.randn(2, 5, 3, **d, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda h, w, b, r: ActDropoutLinear.apply(h, w, b, nn.GELU(), mask,
+                                                  0.3, 0.1, r),
+        (h, w, b, residual), **check)
+    u, w_in, b_in, w_out = (torch.randn(*s, **d, requires_grad=True)
+                            for s in ((2, 5, 3), (7, 3), (7, ), (3, 7)))
+    assert torch.autograd.gradcheck(
+        lambda *ts: ProjectedActLinear.apply(*ts, nn.GELU()),
+        (u, w_in, b_in, w_out), **check)
     C, hidden, extra = 4, 3, 1
     x = torch.randn(2, extra + 6, C, **d, requires_grad=True)
     shapes = ((C, ), (C, ), (C, ), (C, ), (hidden, C), (hidden, ),
@@ -246,3 +257,13 @@ def test_mona_keeps_no_copy_of_the_stream(keep_input):
     if keep_input:
         expected.add((x.data_ptr(), torch.float32))
     assert wide == expected
+
+
+def test_lorand_keeps_nothing_as_wide_as_its_hidden_layer():
+    lorand = perturbed(LoRandAdapter(32, 0.5, 2, 3, 'gelu'))  # hidden 16
+    x = torch.randn(2, 40, 32, requires_grad=True)
+    saved = saved_activations(lorand, x, list(lorand.parameters()))
+    factor_width = 2 * 3
+    assert saved, 'the rank-wide factors are kept'
+    assert all(n <= x.shape[0] * x.shape[1] * factor_width * 4
+               for n, _ in saved), saved

@@ -57,10 +57,17 @@ class BottleneckAdapter(AdapterModule):
 
     def forward(self, x: torch.Tensor, hw_shape=None) -> torch.Tensor:
         # up_proj(dropout(act(h))), keeping h and a bool mask (lean_ops)
-        out = act_dropout_linear(self.down_proj(x), self.act, self.dropout,
-                                 self.up_proj.weight, self.up_proj.bias)
-        out = out * self.scale
-        return x + out if self.skip else out
+        # skip * x + scale * up_proj(dropout(act(h))), keeping h and a bool
+        # mask for backward (lean_ops)
+        h = self.down_proj(x)
+        if isinstance(self.scale, nn.Parameter):
+            out = act_dropout_linear(h, self.act, self.dropout,
+                                     self.up_proj.weight, self.up_proj.bias)
+            out = out * self.scale
+            return x + out if self.skip else out
+        return act_dropout_linear(h, self.act, self.dropout,
+                                  self.up_proj.weight, self.up_proj.bias,
+                                  self.scale, x if self.skip else None)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The plain structure, module by module."""

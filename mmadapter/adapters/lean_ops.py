@@ -9,8 +9,11 @@ and the dropout output, and recomputes nothing. Here:
   same seed) as a bool tensor: a quarter of the float mask's bytes, and none
   of its float passes;
 * :class:`ActDropoutLinear` is ``linear(dropout(act(h)), weight, bias)``
-  keeping only ``h`` and the mask for backward; the dropout output, needed
-  for the weight gradient, is recomputed there (two elementwise passes);
+  (scaled, plus a residual) keeping only ``h`` and the mask for backward;
+  the dropout output, needed for the weight gradient, is recomputed there
+  (two elementwise passes);
+* :class:`ProjectedActLinear` is ``linear(act(linear(u, ...)), ...)``
+  keeping only ``u`` where the hidden layer is much wider than ``u``;
 * :func:`depthwise_weight_grad` computes a depthwise conv's weight gradient
   as a depthwise conv of the padded input with the output gradient as its
   kernel: on CPU, oneDNN's own weight-gradient kernel for depthwise convs
@@ -83,28 +86,49 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1])
 
 
+def add_residual(out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """``residual + out`` for a fresh ``out``: in place where that keeps the
+    dtype ``residual + out`` has (one full-width temporary less)."""
+    if torch.promote_types(out.dtype, residual.dtype) == out.dtype:
+        return out.add_(residual)
+    return residual + out
+
+
 class ActDropoutLinear(torch.autograd.Function):
-    """``linear(dropout(act(h)), weight, bias)`` saving ``h`` and the mask.
-    ``bias`` may be None; the mask comes from :func:`dropout_mask`. As under
-    autocast, the activation and dropout run in ``h``'s dtype, the linear in
-    :func:`compute_dtype`'s."""
+    """``residual + scale * linear(dropout(act(h)), weight, bias)`` saving
+    ``h`` and the mask. ``bias`` and ``residual`` may be None; the mask
+    comes from :func:`dropout_mask`. As under autocast, the activation and
+    dropout run in ``h``'s dtype, the linear in :func:`compute_dtype`'s.
+    The scale and the residual add are done in place on the linear's output
+    (a fresh tensor), which the caller could not do on a custom function's
+    output."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, act_module, mask, p):
+    def forward(ctx, h, weight, bias, act_module, mask, p, scale=1.0,
+                residual=None):
         dtype = compute_dtype(h)
         act, act_grad = activation_pair(act_module)
-        ctx.act_grad, ctx.act, ctx.p = act_grad, act, p
-        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        ctx.act_grad, ctx.act, ctx.p, ctx.scale = act_grad, act, p, scale
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype,
+                      None if residual is None else residual.dtype)
         weight = weight.to(dtype)
         ctx.save_for_backward(h, weight, mask)
         y = apply_mask(act(h), mask, p).to(dtype)
-        return F.linear(y, weight, None if bias is None else bias.to(dtype))
+        out = F.linear(y, weight, None if bias is None else bias.to(dtype))
+        if scale != 1:
+            out.mul_(scale)
+        return out if residual is None else add_residual(out, residual)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         h, weight, mask = ctx.saved_tensors
-        needs = ctx.needs_input_grad
+        given = len(ctx.needs_input_grad)  # scale, residual are optional
+        needs = ctx.needs_input_grad + (False, ) * (8 - given)
+        grad_residual = grad_out.to(ctx.dtypes[2]) if needs[7] else None
+        grad_out = grad_out.to(weight.dtype)
+        if ctx.scale != 1:
+            grad_out = grad_out * ctx.scale
         grad_h = grad_weight = grad_bias = None
         if needs[1]:
             y = apply_mask(ctx.act(h), mask, ctx.p).to(grad_out.dtype)
@@ -114,22 +138,70 @@ class ActDropoutLinear(torch.autograd.Function):
         if needs[0]:
             grad_y = grad_out.matmul(weight).to(h.dtype)
             grad_h = ctx.act_grad(apply_mask(grad_y, mask, ctx.p), h)
-        return grad_h, grad_weight, grad_bias, None, None, None
+        return (grad_h, grad_weight, grad_bias, None, None, None, None,
+                grad_residual)[:given]
+
+
+class ProjectedActLinear(torch.autograd.Function):
+    """``linear(act(linear(u, w_in, b_in)), w_out)`` saving ``u`` (not the
+    hidden layer) for backward, which recomputes the hidden layer there: for
+    a hidden layer much wider than ``u`` (LoRand's C/2-wide hidden layer
+    between rank-32 factors). Dtypes as :class:`ActDropoutLinear`'s."""
+
+    @staticmethod
+    def forward(ctx, u, w_in, b_in, w_out, act_module):
+        dtype = compute_dtype(u)
+        act, act_grad = activation_pair(act_module)
+        ctx.act_grad, ctx.act = act_grad, act
+        ctx.dtypes = (u.dtype, w_in.dtype,
+                      None if b_in is None else b_in.dtype, w_out.dtype)
+        u, w_in, w_out = u.to(dtype), w_in.to(dtype), w_out.to(dtype)
+        b_in = None if b_in is None else b_in.to(dtype)
+        ctx.save_for_backward(u, w_in, b_in, w_out)
+        return F.linear(act(F.linear(u, w_in, b_in)), w_out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        u, w_in, b_in, w_out = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        grad_out = grad_out.to(u.dtype)
+        h = F.linear(u, w_in, b_in)
+        grads = [None] * 5
+        if needs[3]:
+            grads[3] = _flat(grad_out).t().mm(_flat(ctx.act(h)))
+        grad_h = ctx.act_grad(grad_out.matmul(w_out), h)
+        del h
+        if needs[0]:
+            grads[0] = grad_h.matmul(w_in)
+        if needs[1]:
+            grads[1] = _flat(grad_h).t().mm(_flat(u))
+        if needs[2]:
+            grads[2] = _flat(grad_h).sum(0)
+        return tuple(None if g is None else g.to(dt)
+                     for g, dt in zip(grads, (*ctx.dtypes, None)))
 
 
 def act_dropout_linear(h: torch.Tensor, act: nn.Module,
                        dropout: Optional[nn.Dropout], weight: torch.Tensor,
-                       bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """``F.linear(dropout(act(h)), weight, bias)`` (no dropout for None):
-    with gradients, through :class:`ActDropoutLinear` (same values and
-    gradients, less kept for backward)."""
+                       bias: Optional[torch.Tensor], scale: float = 1.0,
+                       residual: Optional[torch.Tensor] = None
+                       ) -> torch.Tensor:
+    """``residual + scale * F.linear(dropout(act(h)), weight, bias)`` (no
+    dropout for None, no residual for None): with gradients, through
+    :class:`ActDropoutLinear` (same values and gradients, less kept for
+    backward, fewer temporaries)."""
     if type(act) not in ACTIVATION_GRADS or not torch.is_grad_enabled():
         y = act(h) if dropout is None else dropout(act(h))
-        return F.linear(y, weight, bias)
+        out = F.linear(y, weight, bias)
+        if scale != 1:
+            out = out * scale
+        return out if residual is None else residual + out
     p = 0.0 if dropout is None else dropout.p
     mask = None if dropout is None else dropout_mask(
         h.shape, p, dropout.training, h.device)
-    return ActDropoutLinear.apply(h, weight, bias, act, mask, p)
+    return ActDropoutLinear.apply(h, weight, bias, act, mask, p, scale,
+                                  residual)
 
 
 def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor,

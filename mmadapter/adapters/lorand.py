@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmadapter.registry import ADAPTERS
 from .base import (AdapterModule, AdapterSpec,
                    build_activation, check_float, check_int, check_sites)
-from .lean_ops import act_dropout_linear
+from .lean_ops import ACTIVATION_GRADS, ProjectedActLinear, add_residual
 
 
 class MultiBranchLowRank(nn.Module):
@@ -72,11 +72,20 @@ class LoRandAdapter(AdapterModule):
         self.up_proj.reset_parameters()
 
     def forward(self, x: torch.Tensor, hw_shape=None) -> torch.Tensor:
-        left, right = self.up_proj.factors()
-        # up_proj(act(h)) keeping h (not also act(h)) for backward
-        hidden = act_dropout_linear(self.down_proj(x), self.act, None,
-                                    left.t(), None)
-        return x + F.linear(hidden, right.t(), self.up_proj.bias)
+        down_left, down_right = self.down_proj.factors()
+        up_left, up_right = self.up_proj.factors()
+        u = x @ down_left  # (..., branches * rank)
+        if type(self.act) in ACTIVATION_GRADS and torch.is_grad_enabled():
+            # the C/2-wide hidden layer between the rank-wide factors is
+            # recomputed in backward from u, not kept (lean_ops)
+            v = ProjectedActLinear.apply(u, down_right.t(),
+                                         self.down_proj.bias, up_left.t(),
+                                         self.act)
+        else:
+            v = F.linear(self.act(F.linear(u, down_right.t(),
+                                           self.down_proj.bias)),
+                         up_left.t())
+        return add_residual(F.linear(v, up_right.t(), self.up_proj.bias), x)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The plain structure (dense summed matrices)."""
