@@ -73,12 +73,14 @@ def bottleneck_pair(method):
     return module, module, module.reference_forward, torch.randn(2, 7, 16)
 
 
-def lora_pair():
+def lora_pair(tokens=7):
+    """14 tokens for 16 inputs: updates added on the slices; 40 (at least
+    twice the input width): through the merged weight."""
     base = nn.Linear(16, 48)
     base.requires_grad_(False)
     lora = perturbed(LoRALinear(base, {'q': slice(0, 16),
                                        'v': slice(32, 48)}, 4, 2.0))
-    return lora, lora, lora.reference_forward, torch.randn(2, 7, 16)
+    return lora, lora, lora.reference_forward, torch.randn(2, tokens, 16)
 
 
 def lorand_pair():
@@ -95,6 +97,7 @@ PAIRS = {
     'Houlsby': lambda: bottleneck_pair('Houlsby'),
     'AdaptFormer': lambda: bottleneck_pair('AdaptFormer'),
     'LoRA': lora_pair,
+    'LoRA, merged weight': lambda: lora_pair(tokens=20),
     'LoRand': lorand_pair,
 }
 
@@ -182,14 +185,15 @@ def test_gradcheck_float64():
                     x, *(ws[:4] if scaled else [None] * 4),
                     *ws[-8:], nn.GELU(), mask, 0.3, (2, 3), extra, 1e-5,
                     keep_input), (x, *ws), **check)
-    x, weight, bias = (torch.randn(*s, **d, requires_grad=True)
-                       for s in ((2, 3, 4), (12, 4), (12, )))
-    factors = [torch.randn(*s, **d, requires_grad=True)
-               for s in ((2, 4), (4, 2), (2, 4), (4, 2))]
-    assert torch.autograd.gradcheck(
-        lambda x, w, b, *f: LoRALinearFunction.apply(
-            x, w, b, [slice(0, 4), slice(8, 12)], 3.0, *f),
-        (x, weight, bias, *factors), **check)
+    for tokens in (3, 5):  # updates on the slices; merged weight
+        x, weight, bias = (torch.randn(*s, **d, requires_grad=True)
+                           for s in ((2, tokens, 4), (12, 4), (12, )))
+        factors = [torch.randn(*s, **d, requires_grad=True)
+                   for s in ((2, 4), (4, 2), (2, 4), (4, 2))]
+        assert torch.autograd.gradcheck(
+            lambda x, w, b, *f: LoRALinearFunction.apply(
+                x, w, b, [slice(0, 4), slice(8, 12)], 3.0, *f),
+            (x, weight, bias, *factors), **check)
 
 
 def saved_activations(fn, x, params):
@@ -214,6 +218,7 @@ def saved_activations(fn, x, params):
 
 @pytest.mark.parametrize('name', ['Mona', 'Houlsby', 'LoRA'])
 def test_lean_forward_keeps_less_for_backward(name):
+    # (192 tokens for LoRA's 16 inputs: the merged-weight path)
     # enough tokens that no weight (a fused 7x7 kernel...) looks like one
     module, lean, reference, _ = PAIRS[name]() if name != 'Mona' \
         else mona_pair(hw=(8, 12))
@@ -222,12 +227,11 @@ def test_lean_forward_keeps_less_for_backward(name):
     lean_saved = saved_activations(lean, x, params)
     tokens, hidden = x.shape[0] * x.shape[1], 8
     # Mona: its down projection's output; Houlsby: its hidden layer's
-    # input; both a bool dropout mask. LoRA: the rank-wide A x of q and v,
-    # nothing as wide as the qkv output.
-    floats = tokens * (2 * 4 if name == 'LoRA' else hidden) * 4
-    assert sorted(lean_saved, key=str) == sorted(
-        [(floats, torch.float32)] +
-        ([] if name == 'LoRA' else [(tokens * hidden, torch.bool)]), key=str)
+    # input; both a bool dropout mask. LoRA: nothing but its input (A x is
+    # recomputed in backward).
+    expected = [] if name == 'LoRA' else [
+        (tokens * hidden * 4, torch.float32), (tokens * hidden, torch.bool)]
+    assert sorted(lean_saved, key=str) == sorted(expected, key=str)
     ref_saved = saved_activations(reference, x, params)
     # (LoRA's saving is in backward: no full-width gradient per slice)
     assert sum(n for n, _ in ref_saved) >= (1 if name == 'LoRA' else 2) * \

@@ -46,14 +46,31 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1])
 
 
+def _merged_weight(weight, slices, scaling, As, Bs):
+    """``weight`` with ``scaling * B_i A_i`` added on output slice i."""
+    merged = weight.clone()
+    for sl, A, B in zip(slices, As, Bs):
+        merged[sl].addmm_(B, A, alpha=scaling)
+    return merged
+
+
 class LoRALinearFunction(torch.autograd.Function):
     """``linear(x, W, b)`` plus ``scaling * B_i A_i x`` on output slice i.
 
-    Plain autograd builds each slice's sum and concatenates the pieces, and
-    its backward zero-fills a full-width gradient for every piece. Here one
-    matmul gives every ``A_i x`` (kept for B's gradient, rank-wide), each
-    update is added in place on its slice of the stock output, and backward
-    reads each slice's gradient where it lies.
+    Where there are more tokens than twice the input width (Swin's first
+    three stages at the paper's sizes) it is one matmul with the merged
+    weight ``W + scaling * B_i A_i``, built per call from the factors: on
+    tokens that costs what the frozen layer costs, where adding the updates
+    costs ``rank * (in + out)`` multiply-adds a token per slice. Backward
+    takes the input gradient through the merged weight too (built again, not
+    kept) and keeps only ``x``; ``A x``, which B's gradient needs, is
+    recomputed there (rank-wide). With fewer tokens, building the merged
+    weight costs more than it saves: one matmul gives every ``A_i x`` (kept
+    for B's gradient), and each update is added in place on its slice of the
+    stock output. Either way plain autograd's full-width deltas and
+    zero-filled full-width gradients are avoided, and values and gradients
+    are those of the reference structure to within float rounding (the sums
+    are associated differently).
     """
 
     @staticmethod
@@ -62,41 +79,59 @@ class LoRALinearFunction(torch.autograd.Function):
         ctx.slices, ctx.scaling = slices, scaling
         ctx.dtypes = [None if t is None else t.dtype
                       for t in (x, weight, bias, *factors)]
+        As, Bs = factors[0::2], factors[1::2]
+        bias = None if bias is None else bias.to(dtype)
+        ctx.merged = x.numel() >= 2 * x.shape[-1] ** 2  # tokens >= 2 * in
+        if ctx.merged:
+            ctx.save_for_backward(x, weight, *factors)
+            merged = _merged_weight(weight, slices, scaling, As, Bs)
+            return F.linear(x.to(dtype), merged.to(dtype), bias)
         x, weight = x.to(dtype), weight.to(dtype)
         factors = [f.to(dtype) for f in factors]
         As, Bs = factors[0::2], factors[1::2]
-        out = F.linear(x, weight, None if bias is None else bias.to(dtype))
+        out = F.linear(x, weight, bias)
         xa = F.linear(x, torch.cat(As))  # (..., rank * len(slices))
         rank = As[0].shape[0]
         for i, (sl, B) in enumerate(zip(slices, Bs)):
             delta = F.linear(xa[..., i * rank:(i + 1) * rank], B)
             out[..., sl] += delta.mul_(scaling)
-        ctx.save_for_backward(x, xa, weight, *factors)
+        ctx.save_for_backward(x, weight, *factors, xa)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, xa, weight, *factors = ctx.saved_tensors
-        As, Bs = factors[0::2], factors[1::2]
+        x, weight, *factors = ctx.saved_tensors
+        xa = None if ctx.merged else factors.pop()
+        dtype = grad_out.dtype  # the forward's compute dtype
         needs = ctx.needs_input_grad
+        x = x.to(dtype)
+        As, Bs = factors[0::2], factors[1::2]
         rank = As[0].shape[0]
-        grad_out = grad_out.to(x.dtype)
-        g2, x2, xa2 = _flat(grad_out), _flat(x), _flat(xa)
-        grad_xa = torch.cat([
-            F.linear(grad_out[..., sl], B.t()) for sl, B in zip(ctx.slices,
-                                                                Bs)
-        ], dim=-1).mul_(ctx.scaling)
+        g2, x2 = _flat(grad_out), _flat(x)
         grads = [None] * (5 + len(factors))
+        cast = [t.to(dtype) for t in factors]
+        grad_xa2 = torch.cat([g2[:, sl].mm(B) for sl, B in zip(ctx.slices,
+                                                               cast[1::2])],
+                             dim=1)
         if needs[0]:
-            grad_x = grad_out.matmul(weight)
-            grad_x += grad_xa.matmul(torch.cat(As))
-            grads[0] = grad_x
+            if ctx.merged:
+                merged = _merged_weight(weight, ctx.slices, ctx.scaling, As,
+                                        Bs)
+                grads[0] = grad_out.matmul(merged.to(dtype))
+                del merged
+            else:
+                grad_x = grad_out.matmul(weight.to(dtype))
+                grad_x += (grad_xa2.mm(torch.cat(cast[0::2])).mul_(
+                    ctx.scaling).view_as(grad_x))
+                grads[0] = grad_x
         if needs[1]:
             grads[1] = g2.t().mm(x2)
         if needs[2]:
             grads[2] = g2.sum(0)
-        grad_a = _flat(grad_xa).t().mm(x2)
+        # (tokens, rank * len(slices))
+        xa2 = x2.mm(torch.cat(cast[0::2]).t()) if xa is None else _flat(xa)
+        grad_a = grad_xa2.t().mm(x2).mul_(ctx.scaling)
         for i, sl in enumerate(ctx.slices):
             grads[5 + 2 * i] = grad_a[i * rank:(i + 1) * rank]
             grads[6 + 2 * i] = g2[:, sl].t().mm(
