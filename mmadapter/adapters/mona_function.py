@@ -32,8 +32,7 @@ from torch.autograd.function import once_differentiable
 
 from .lean_ops import (activation_pair, apply_mask, compute_dtype,
                        depthwise_weight_grad)
-from .scaled_filter import autocast_state, filtered_projection_grads, \
-    scaled_filter
+from .scaled_filter import filtered_projection_grads, scaled_filter
 
 
 def _conv_stage(h, dw_w, dw_b, pw_w, pw_b, hw_shape, num_extra):
@@ -83,7 +82,13 @@ def _tail_grads(grad_delta, h, mask, p, act, act_grad, tail_params, y,
         grad_d, grid, dw_w, None, [1, 1], [k // 2] * 2, [1, 1], False,
         [0, 0], C, [True, not need_w, False])
     if need_w:
-        grad_dw_w = depthwise_weight_grad(grid, grad_d, k, k // 2)
+        # The weight-gradient conv takes the output gradient as its
+        # (C, B, H, W) kernel: computed in that layout by a second
+        # bottleneck-square matmul, which costs less than transposing the
+        # channels-last one (a strided copy).
+        grad_d_cbhw = pw_w.view(C, C).t().mm(_flat(grad_pw_out).t())
+        grad_dw_w = depthwise_weight_grad(
+            grid, grad_d_cbhw.view(C, B, H, W).transpose(0, 1), k, k // 2)
     grad_h = grad_grid.permute(0, 2, 3, 1).reshape(B, H * W, C)
     if n:
         grad_h = torch.cat([grad_stage[:, :n], grad_h], dim=1)
@@ -105,8 +110,10 @@ class MonaFunction(torch.autograd.Function):
         filter_params = (norm_w, norm_b, gamma, gammax)
         scaled = norm_w is not None
         # the module's own ops, under the caller's autocast state
-        h = F.linear(scaled_filter(x, *filter_params, eps) if scaled else x,
-                     down_w, down_b)
+        filtered = scaled_filter(x, *filter_params, eps) if scaled else x
+        ctx.filter_dtype = filtered.dtype
+        h = F.linear(filtered, down_w, down_b)
+        del filtered
         dtype = compute_dtype(h)
         tail = (dw_w, dw_b, pw_w, pw_b, up_w, up_b)
         ctx.tail_dtypes = [t.dtype for t in tail]
@@ -116,7 +123,6 @@ class MonaFunction(torch.autograd.Function):
         ctx.act, ctx.p, ctx.hw_shape, ctx.num_extra = act, p, hw_shape, \
             num_extra
         ctx.eps, ctx.scaled, ctx.keep_input = eps, scaled, keep_input
-        ctx.autocast = autocast_state(x.device.type)
         ctx.down_b_dtype = None if down_b is None else down_b.dtype
         _, _, stage_out = _conv_stage(h, *tail[:4], hw_shape, num_extra)
         out = x + F.linear(apply_mask(act(stage_out), mask, p), *tail[4:])
@@ -146,7 +152,7 @@ class MonaFunction(torch.autograd.Function):
         grad_x, *filter_grads, grad_down_w, grad_down_b = \
             filtered_projection_grads(
                 grad_h, x, *filter_params, down_w, needs[:7],
-                ctx.autocast, ctx.eps, ctx.down_b_dtype)
+                ctx.filter_dtype, ctx.eps, ctx.down_b_dtype)
         if needs[0]:
             grad_x = grad_out + grad_x if grad_x is not None else grad_out
         tail_grads = [g.to(dt) for g, dt in zip(tail_grads, ctx.tail_dtypes)]

@@ -36,65 +36,59 @@ def scaled_filter(x: torch.Tensor, norm_weight: torch.Tensor,
     return torch.addcmul(normed, x, gammax)
 
 
-def autocast_state(device_type: str) -> dict:
-    if hasattr(torch, 'get_autocast_dtype'):  # torch >= 2.4
-        return dict(device_type=device_type,
-                    enabled=torch.is_autocast_enabled(device_type),
-                    dtype=torch.get_autocast_dtype(device_type))
-    if device_type == 'cpu':
-        return dict(device_type='cpu',
-                    enabled=torch.is_autocast_cpu_enabled(),
-                    dtype=torch.get_autocast_cpu_dtype())
-    return dict(device_type=device_type,
-                enabled=torch.is_autocast_enabled(),
-                dtype=torch.get_autocast_gpu_dtype())
-
-
 def filtered_projection_grads(grad_out, x, norm_weight, norm_bias, gamma,
-                              gammax, weight, needs, autocast: dict,
+                              gammax, weight, needs, filter_dtype,
                               eps: float, bias_dtype):
     """Gradients of ``linear(scaled_filter(x, ...), weight, bias)`` for
     ``(x, norm_weight, norm_bias, gamma, gammax, weight, bias)`` where
-    ``needs`` says so (None elsewhere), given the output gradient. The
-    filter is recomputed from ``x`` under ``autocast`` (the forward's state,
-    so with the forward's values and dtype); ``norm_weight=None`` means no
-    filter (``linear(x, weight, bias)``)."""
-    scaled = norm_weight is not None
-    leaves = [
-        t.detach().requires_grad_(need) if t is not None else None
-        for t, need in zip((x, norm_weight, norm_bias, gamma, gammax),
-                           needs[:5])
-    ]
-    if scaled:
-        with torch.enable_grad(), torch.autocast(**autocast):
-            filtered = scaled_filter(*leaves, eps)
-    else:
+    ``needs`` says so (None elsewhere), given the output gradient.
+
+    The filter is recomputed from ``x`` in ``filter_dtype`` (the dtype the
+    forward's filter had), with its LayerNorm statistics, and taken back by
+    hand: one LayerNorm backward kernel for gamma folded into the affine
+    parameters, one pass for gammax, instead of autograd's graph of the
+    expression. ``norm_weight=None`` means no filter
+    (``linear(x, weight, bias)``).
+    """
+    grads = [None] * 7
+    C = x.shape[-1]
+    if norm_weight is None:
         filtered = x
-
+    else:
+        x = x.to(filter_dtype)
+        affine = [(p * gamma).to(filter_dtype)
+                  for p in (norm_weight, norm_bias)]
+        filtered, mean, rstd = torch.native_layer_norm(x, [C], *affine, eps)
+        filtered.addcmul_(x, gammax.to(filter_dtype))
     # The linear ran in grad_out's dtype (autocast's, or the inputs').
-    grad_2d = grad_out.flatten(0, -2)
-    grad_weight = grad_bias = None
+    grad_2d = grad_out.reshape(-1, grad_out.shape[-1])
     if needs[5]:
-        grad_weight = grad_2d.t().mm(
-            filtered.detach().to(grad_out.dtype).flatten(0, -2)).to(
-                weight.dtype)
+        grads[5] = grad_2d.t().mm(
+            filtered.to(grad_out.dtype).reshape(-1, C)).to(weight.dtype)
     if needs[6]:
-        grad_bias = grad_2d.sum(0).to(bias_dtype)
-
-    filter_grads = [None] * 5
-    if not scaled:
-        if needs[0]:
-            filter_grads[0] = grad_out.matmul(weight.to(grad_out.dtype)).to(
-                x.dtype)
-        return (*filter_grads, grad_weight, grad_bias)
-    wanted = [leaf for leaf, need in zip(leaves, needs[:5]) if need]
-    if wanted:
-        grad_filtered = grad_out.matmul(weight.to(grad_out.dtype))
-        grads = iter(
-            torch.autograd.grad(filtered, wanted,
-                                grad_filtered.to(filtered.dtype)))
-        filter_grads = [next(grads) if need else None for need in needs[:5]]
-    return (*filter_grads, grad_weight, grad_bias)
+        grads[6] = grad_2d.sum(0).to(bias_dtype)
+    del filtered
+    if not any(needs[:5]):
+        return grads
+    grad_filtered = grad_out.matmul(weight.to(grad_out.dtype))
+    if norm_weight is None:
+        grads[0] = grad_filtered.to(x.dtype)
+        return grads
+    grad_filtered = grad_filtered.to(filter_dtype)
+    grad_x, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
+        grad_filtered, x, [C], mean, rstd, *affine,
+        [needs[0], needs[1] or needs[3], needs[2] or needs[3]])
+    if needs[0]:
+        grads[0] = grad_x.addcmul_(grad_filtered, gammax.to(filter_dtype))
+    if needs[4]:
+        grads[4] = (grad_filtered * x).reshape(-1, C).sum(0).to(gammax.dtype)
+    if needs[1]:
+        grads[1] = (grad_w * gamma).to(norm_weight.dtype)
+    if needs[2]:
+        grads[2] = (grad_b * gamma).to(norm_bias.dtype)
+    if needs[3]:
+        grads[3] = (grad_w * norm_weight + grad_b * norm_bias).to(gamma.dtype)
+    return grads
 
 
 class FilteredProjection(torch.autograd.Function):
@@ -106,7 +100,7 @@ class FilteredProjection(torch.autograd.Function):
         filtered = scaled_filter(x, norm_weight, norm_bias, gamma, gammax,
                                  eps)
         ctx.eps = eps
-        ctx.autocast = autocast_state(x.device.type)
+        ctx.filter_dtype = filtered.dtype
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.save_for_backward(x, norm_weight, norm_bias, gamma, gammax,
                               weight)
@@ -116,8 +110,9 @@ class FilteredProjection(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         grads = filtered_projection_grads(grad_out, *ctx.saved_tensors,
-                                          ctx.needs_input_grad, ctx.autocast,
-                                          ctx.eps, ctx.bias_dtype)
+                                          ctx.needs_input_grad,
+                                          ctx.filter_dtype, ctx.eps,
+                                          ctx.bias_dtype)
         return (*grads, None)
 
 
