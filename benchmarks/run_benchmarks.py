@@ -31,7 +31,6 @@ input sizes), ``results_<run>.json`` and ``tradeoff_<run>.png`` into
 ``--out-dir``, and ``RESULTS.md`` there: one row per run found in it.
 """
 import argparse
-import glob
 import json
 import multiprocessing as mp
 import os
@@ -46,8 +45,10 @@ import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(HERE))
+sys.path.insert(0, HERE)
 
 import mmadapter  # noqa: E402,F401
+from bench_report import FLOOR, plot, write_index, write_results  # noqa: E402,E501
 from mmadapter.adapters import MonaOp  # noqa: E402
 from mmadapter.backbones import AdapterSwinTransformer  # noqa: E402
 
@@ -66,7 +67,6 @@ SWIN_TINY = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
                  drop_path_rate=0.0)
 ARCHS = {'Swin-B': lambda: _arch('swin_b'), 'Swin-L': lambda: _arch('swin_l'),
          'Swin tiny test arch': lambda: SWIN_TINY}
-FLOOR = 'Fixed (grad through blocks)'
 METHODS = {
     'Full': dict(adapter=None, tuning='full'),
     FLOOR: None,  # built specially, see build_backbone
@@ -312,203 +312,38 @@ def machine_name(device):
     return f'{cpu}, {os.cpu_count()} cores'
 
 
-def add_ratios(train, seconds):
+def count_step_flops(bench, methods, device_name) -> dict:
+    """Floating-point operations of one training step's matmuls and convs
+    (forward and backward; torch.utils.flop_counter) per method: what any
+    implementation of the same computation must do."""
+    from torch.utils.flop_counter import FlopCounterMode
+    device = torch.device(device_name)
+    flops = {}
+    for method in methods:
+        step = build_train_steps(bench, [method], device)[method]
+        with FlopCounterMode(display=False) as counter:
+            step()
+        flops[method] = counter.get_total_flops()
+    return flops
+
+
+def add_ratios(train, seconds, flops=None):
     """Ratios to Full and margins above the floor (when it was measured)."""
     full, floor = train['Full'], train.get(FLOOR)
     for method, r in train.items():
         r['seconds'] = seconds[method]
         r['time_ratio'] = r['seconds'] / seconds['Full']
         r['memory_ratio'] = r['peak_mib'] / full['peak_mib']
+        if flops:
+            r['flops'] = flops[method]
+            r['flop_ratio'] = flops[method] / flops['Full']
     for r in train.values():
         if floor is not None:
             r['time_margin'] = r['time_ratio'] - floor['time_ratio']
             r['memory_margin'] = r['memory_ratio'] - floor['memory_ratio']
+            if flops:
+                r['flop_margin'] = r['flop_ratio'] - floor['flop_ratio']
     return train
-
-
-def target_text(results, name):
-    """The targets of ``name`` in this run and whether they are met."""
-    r = results['train'][name]
-    texts = []
-    ratio_target = results['targets'].get(name)
-    if ratio_target:
-        met = r['time_ratio'] <= ratio_target[0] and \
-            r['memory_ratio'] <= ratio_target[1]
-        texts.append(f'vs Full <= {ratio_target[0]:.2f}, '
-                     f'<= {ratio_target[1]:.2f}: '
-                     + ('met' if met else 'NOT met'))
-    margin_target = results['margin_targets'].get(name)
-    if margin_target is not None and 'time_margin' in r:
-        met = max(r['time_margin'], r['memory_margin']) <= margin_target
-        texts.append(f'above floor <= +{margin_target:.2f}: '
-                     + ('met' if met else 'NOT met'))
-    return '; '.join(texts)
-
-
-def margin_text(r):
-    if 'time_margin' not in r:
-        return '-'
-    return f'{r["time_margin"]:+.2f} / {r["memory_margin"]:+.2f}'
-
-
-def write_results(results, out_dir):
-    os.makedirs(out_dir, exist_ok=True)
-    tag = results['tag']
-    with open(osp.join(out_dir, f'results_{tag}.json'), 'w') as f:
-        json.dump(results, f, indent=2)
-    h, w = results['hw']
-    lines = [
-        f'# Benchmark results: {tag}', '',
-        f'- machine: {results["machine"]}',
-        f'- torch {results["torch"]}, device `{results["device"]}`'
-        + (f', {results["threads"]} torch thread(s)'
-           if results['device'] == 'cpu' else ''),
-        f'- backbone: {results["arch"]}, input {w}x{h} (width x height), '
-        f'batch {results["batch"]}, '
-        + (f'{results["amp"]} autocast' if results['amp'] else 'fp32')
-        + (f'; setting: {results["setting"]}' if results.get('setting')
-           else ''),
-        f'- peak memory: {results["memory_kind"]}',
-        '- times: median of {train} timed training steps{more}, the '
-        'functions compared taking their calls in turn in one process, after '
-        'warm-up calls'.format(
-            train=results['timed_calls']['train'],
-            more='' if not results['mona_op'] else
-            ' ({mona_op} Mona op, {inference} inference calls)'.format(
-                **results['timed_calls'])),
-    ]
-    if results.get('load'):
-        lines.append(f'- load average (1, 5, 15 min) at start / end: '
-                     f'{results["load"]["start"]} / {results["load"]["end"]}')
-    if results['mona_op']:
-        op = results['mona_op']
-        lines += [
-            '', '## 1. Mona conv stage, forward+backward',
-            f'(64 channels, {op["grid"]}x{op["grid"]} grid)', '',
-            '| reference (s) | fused (s) | speed-up |', '|---|---|---|',
-            f'| {op["reference"]:.4f} | {op["fused"]:.4f} | '
-            f'{op["speedup"]:.2f}x |']
-    lines += [
-        '', '## 2. One training step vs Full fine-tuning', '',
-        'Margin: the ratio minus the floor\'s (`Fixed (grad through '
-        'blocks)`: frozen backbone, gradient through every block), i.e. what '
-        'the method\'s own modules cost.', '',
-        '| method | trainable | step (s) | time / Full | peak MiB | '
-        'memory / Full | above floor (time / memory) | target |',
-        '|---|---|---|---|---|---|---|---|'
-    ]
-    for name, r in results['train'].items():
-        lines.append(f'| {name} | {r["trainable"]:,} | {r["seconds"]:.3f} | '
-                     f'{r["time_ratio"]:.2f}x | {r["peak_mib"]:.0f} | '
-                     f'{r["memory_ratio"]:.2f}x | {margin_text(r)} | '
-                     f'{target_text(results, name)} |')
-    skipped = {m: n for m, n in results.get('skipped_steps', {}).items() if n}
-    if skipped:
-        lines += ['', 'Optimizer steps the fp16 loss scaler skipped '
-                  '(overflow): ' + ', '.join(f'{m} {n}'
-                                             for m, n in skipped.items())]
-    if results['inference']:
-        lines += ['', '## 3. Inference latency vs the stock backbone', '',
-                  '| backbone | latency (s) | / stock |', '|---|---|---|']
-        for name, r in results['inference'].items():
-            lines.append(
-                f'| {name} | {r["seconds"]:.4f} | {r["ratio"]:.3f}x |')
-    with open(osp.join(out_dir, f'RESULTS_{tag}.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    return lines
-
-
-def write_index(out_dir):
-    """``RESULTS.md``: one row per run whose ``results_*.json`` is in
-    ``out_dir`` (each run's own table is ``RESULTS_<tag>.md``)."""
-    runs = []
-    for path in sorted(glob.glob(osp.join(out_dir, 'results_*.json'))):
-        with open(path) as f:
-            run = json.load(f)
-        run['name'] = osp.basename(path)[len('results_'):-len('.json')]
-        if run.get('note'):  # e.g. what changed since the run was made
-            run['name'] += f' ({run["note"]})'
-        runs.append(run)
-    shown = [m for m in ('Mona', 'LoRA', 'AdaptFormer', 'Houlsby', 'LoRand')
-             if any(m in r['train'] for r in runs)]
-
-    def cell(run, method):
-        r = run['train'].get(method)
-        if not r:
-            return '-'
-        text = f'{r["time_ratio"]:.2f}x / {r["memory_ratio"]:.2f}x'
-        if 'time_margin' in r:
-            text += f' ({margin_text(r)})'
-        return text
-
-    def floor(run):
-        r = run['train'].get(FLOOR)
-        return f'{r["time_ratio"]:.2f}x / {r["memory_ratio"]:.2f}x' \
-            if r else '-'
-
-    def inputs(run):
-        h, w = run.get('hw', (run['size'], run['size']))
-        amp = run.get('amp')
-        return (f'{run["arch"]}, {w}x{h}, batch {run.get("batch", 1)}, '
-                + (f'{amp} AMP' if amp else 'fp32'))
-
-    lines = [
-        '# Benchmark results', '',
-        'One row per run (`python benchmarks/run_benchmarks.py`); each run\'s '
-        'full table is `RESULTS_<run>.md`, its numbers `results_<run>.json`. '
-        'Training columns: step time / peak memory vs Full fine-tuning, and '
-        'in brackets the margin above the floor (the same ratios minus those '
-        'of a frozen backbone with the gradient through every block, column '
-        '"floor"; runs made before the margins were added have none). '
-        'Targets: issue #6, vs Full: Mona <= 0.80x / 0.75x; LoRA, '
-        'AdaptFormer, Houlsby <= 0.75x / 0.70x; fused Mona op >= 1.8x; LoRA '
-        'merged inference within 2% of the stock backbone. Issue #16, above '
-        'the floor at Swin-B 512x512: Mona and LoRA <= +0.05, Houlsby and '
-        'LoRand <= +0.06 (time and memory); at the COCO setting with fp16 '
-        'AMP on a GPU: Mona <= 1.0x / 0.75x of Full.', '',
-        '| run | machine | torch | backbone, input | fused Mona op | floor | '
-        + ' | '.join(shown) + ' | LoRA merged inference |',
-        '|' + '---|' * (7 + len(shown)),
-    ]
-    for run in runs:
-        merged = (run.get('inference') or {}).get('LoRA (merged)')
-        merged = f'{merged["ratio"]:.3f}x' if merged else '-'
-        op = run.get('mona_op')
-        lines.append(
-            f'| {run["name"]} | {run["machine"]} | {run["torch"]} | '
-            f'{inputs(run)} | '
-            + (f'{op["speedup"]:.2f}x' if op else '-') + f' | {floor(run)} | '
-            + ' | '.join(cell(run, m) for m in shown) + f' | {merged} |')
-    with open(osp.join(out_dir, 'RESULTS.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-
-
-def plot(results, out_dir):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    train = {k: v for k, v in results['train'].items() if k != FLOOR}
-    floor = results['train'].get(FLOOR)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((axes[0], 'time_ratio', 'step time / Full'),
-                           (axes[1], 'memory_ratio', 'peak memory / Full')):
-        for name, r in train.items():
-            ax.scatter(max(r['trainable'], 1), r[key])
-            ax.annotate(name, (max(r['trainable'], 1), r[key]), fontsize=8)
-        if floor is not None:
-            ax.axhline(floor[key], color='grey', linestyle='--', linewidth=1)
-            ax.annotate('floor: frozen, grad through blocks',
-                        (1, floor[key]), fontsize=7, color='grey')
-        ax.set_xscale('log')
-        ax.set_xlabel('trainable backbone parameters')
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    h, w = results['hw']
-    fig.suptitle(f'{results["arch"]} {w}x{h}, batch {results["batch"]}, '
-                 f'{results["amp"] or "fp32"}, {results["machine"]}',
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(osp.join(out_dir, f'tradeoff_{results["tag"]}.png'), dpi=100)
 
 
 def load_average():
@@ -537,6 +372,8 @@ def main():
                         'always measured; default all, or with --setting '
                         f'{", ".join(SETTING_METHODS)})')
     parser.add_argument('--skip-inference', action='store_true')
+    parser.add_argument('--skip-flops', action='store_true',
+                        help='do not count each step\'s matmul/conv FLOPs')
     parser.add_argument('--skip-mona-op', action='store_true')
     parser.add_argument('--memory-from', default=None, metavar='JSON',
                         help='take the peak memory of each method from an '
@@ -612,7 +449,9 @@ def main():
         print(method, train[method], flush=True)
     seconds, results['skipped_steps'] = measure_step_times(
         bench, methods, args.device, repeats)
-    results['train'] = add_ratios(train, seconds)
+    flops = None if args.skip_flops else count_step_flops(bench, methods,
+                                                          args.device)
+    results['train'] = add_ratios(train, seconds, flops)
     for method, r in train.items():
         print(method, r, flush=True)
     results['inference'] = {} if args.skip_inference or args.setting \

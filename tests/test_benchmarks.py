@@ -41,6 +41,15 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
     assert f'{mona["time_ratio"]:.2f}x / {mona["memory_ratio"]:.2f}x ' \
         f'({mona["time_margin"]:+.2f} / {mona["memory_margin"]:+.2f})' \
         in rows[0]
+    # the arithmetic of each step: Mona's own matmuls and convs above the
+    # floor's, which has the same frozen blocks
+    train = results['train']
+    floor = train['Fixed (grad through blocks)']
+    assert train['Full']['flop_ratio'] == 1.0
+    assert floor['flops'] < mona['flops']
+    assert mona['flop_margin'] == pytest.approx(
+        mona['flop_ratio'] - floor['flop_ratio'])
+    assert f'{mona["flop_ratio"]:.3f}x ({mona["flop_margin"]:+.3f})' in table
 
 
 def test_gpu_session_measures_the_three_settings(tmp_path):
