@@ -52,6 +52,16 @@ def table_configs(vit: bool):
     return configs
 
 
+def code_version() -> str:
+    """The commit the runs use, '+' when the work tree differs from it."""
+    def git(*args):
+        return subprocess.run(['git', '-C', REPO, *args], capture_output=True,
+                              text=True).stdout.strip()
+    commit = git('rev-parse', '--short', 'HEAD') or '?'
+    return commit + ('+' if git('status', '--porcelain', '--',
+                                'mmadapter', 'configs', 'tools') else '')
+
+
 def run_one(config: str, args) -> dict:
     work_dir = tempfile.mkdtemp(prefix='dry_run_')
     load = os.getloadavg()[0]
@@ -78,6 +88,7 @@ def run_one(config: str, args) -> dict:
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     result['config'] = config
+    result['commit'] = code_version()
     result['wall_s'] = round(time.time() - start, 1)
     result['load_before'] = round(load, 1)
     return result
@@ -88,7 +99,7 @@ def write_table(results, machine, tag, args):
     for r in results:
         if 'error' in r:
             rows.append(f"| `{r['config']}` | failed: {r['error']} "
-                        '| | | | | | | | |')
+                        f"| | | | | | | | | {r.get('commit', '')} |")
             continue
         precision = 'AMP (bf16 autocast on CPU)' if r['amp'] and tag == 'cpu' \
             else ('AMP' if r['amp'] else 'fp32')
@@ -99,7 +110,7 @@ def write_table(results, machine, tag, args):
             f"{r['train_cpu_s']:.0f} | {r['train_peak_rss_gib']:.2f} | "
             f"{r['test_peak_rss_gib']:.2f} | {cuda} | "
             f"{'yes' if r['finite_losses'] else 'NO'} | "
-            f"{r['load_before']} |")
+            f"{r['load_before']} | {r.get('commit', '')} |")
     done = sum('error' not in r for r in results)
     text = f"""# Real-size dry runs of the table configs ({tag})
 
@@ -116,11 +127,12 @@ started (this machine has {os.cpu_count()} cores: above that, other jobs
 shared it and wall times are stretched). Peak memory is the peak RSS of the
 training and of the testing process. Test metrics of a model trained 2
 iterations from random weights mean nothing and are not listed (the runs
-check that tools/test.py evaluates). One config at a time; {done} of
-{len(results)} finished.
+check that tools/test.py evaluates). "code": the commit the run used
+("+": with uncommitted changes; blank: recorded before the script noted it).
+One config at a time; {done} of {len(results)} finished.
 
-| config | data | precision | s/iter | train CPU s | train peak RSS (GiB) | test peak RSS (GiB) | CUDA peak (MiB/GPU) | losses finite | load |
-|---|---|---|---|---|---|---|---|---|---|
+| config | data | precision | s/iter | train CPU s | train peak RSS (GiB) | test peak RSS (GiB) | CUDA peak (MiB/GPU) | losses finite | load | code |
+|---|---|---|---|---|---|---|---|---|---|---|
 """ + '\n'.join(rows) + '\n'
     with open(osp.join(HERE, f'DRY_RUN_{tag}.md'), 'w') as f:
         f.write(text)

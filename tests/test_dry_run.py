@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os.path as osp
+import subprocess
 
 import pytest
 from mmengine.config import Config
@@ -73,3 +74,33 @@ def test_mona_table_config_trains_and_tests_at_real_size(name, tmp_path):
     assert result['train_peak_rss_gib'] > 1.0  # the real Swin-B/L, not a toy
     for key in metric_keys:
         assert key in result['metrics'], result['metrics']
+
+
+def test_dry_run_all_lists_the_table_configs_and_records_their_code(
+        tmp_path, monkeypatch):
+    path = osp.join(REPO, 'benchmarks', 'dry_run_all.py')
+    spec = importlib.util.spec_from_file_location('dry_run_all', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    configs = module.table_configs(vit=False)
+    assert len(configs) == 30 and all(osp.isfile(osp.join(REPO, c))
+                                      for c in configs)
+    assert configs[:3] == [f'configs/mona/{s}.py' for s in module.SETTINGS]
+    monkeypatch.setattr(module, 'HERE', str(tmp_path))
+    ok = dict(config=configs[0], amp=True, dataset='coco',
+              image_size='640x480', seconds_per_iter=5.0, train_cpu_s=90,
+              train_peak_rss_gib=6.0, test_peak_rss_gib=2.5,
+              finite_losses=True, load_before=1.0, commit='abc1234')
+    failed = dict(config=configs[1], error='RuntimeError: nms', commit='a+')
+    module.write_table([ok, failed], 'a CPU', 'cpu',
+                       module.parse_args([]))
+    table = (tmp_path / 'DRY_RUN_cpu.md').read_text()
+    rows = [line for line in table.splitlines() if line.startswith('| `')]
+    assert rows[0].startswith(f'| `{configs[0]}` | coco 640x480 | AMP')
+    assert rows[0].endswith('| yes | 1.0 | abc1234 |')
+    assert 'failed: RuntimeError: nms' in rows[1] and rows[1].endswith(
+        '| a+ |')
+    assert '1 of 2 finished' in table
+    assert module.code_version().rstrip('+') == subprocess.run(
+        ['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'],
+        capture_output=True, text=True).stdout.strip()
