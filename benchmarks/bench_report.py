@@ -56,7 +56,10 @@ def write_results(results, out_dir):
         f'- machine: {results["machine"]}',
         f'- torch {results["torch"]}, device `{results["device"]}`'
         + (f', {results["threads"]} torch thread(s)'
-           if results['device'] == 'cpu' else ''),
+           if results['device'] == 'cpu' else '')
+        + (', subnormal floats flushed to zero (`torch.set_flush_denormal`;'
+           ' `--keep-denormals` keeps them)'
+           if results.get('flush_denormal') else ''),
         f'- backbone: {results["arch"]}, input {w}x{h} (width x height), '
         f'batch {results["batch"]}, '
         + (f'{results["amp"]} autocast' if results['amp'] else 'fp32')

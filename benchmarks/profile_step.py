@@ -25,7 +25,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from run_benchmarks import (FLOOR, METHODS, build_train_steps,  # noqa
-                            load_average, machine_name)
+                            flush_denormals, load_average, machine_name)
 
 
 def profile_step(step, device):
@@ -70,14 +70,16 @@ def profile_methods(bench, methods, device, rounds):
     return profiles
 
 
-def report(bench, profiles, device, top, load, rounds):
+def report(bench, profiles, device, top, load, rounds, flushed=False):
     floor = profiles[FLOOR]
     h, w = bench['hw']
     lines = [
         f'# Profile of one training step: {bench["arch"]}, {w}x{h}, batch '
         f'{bench["batch"]}', '',
         f'- machine: {machine_name(device)}; torch {torch.__version__}, '
-        f'device `{device}`, {torch.get_num_threads()} thread(s)',
+        f'device `{device}`, {torch.get_num_threads()} thread(s)'
+        + ('; subnormal floats flushed to zero (`--keep-denormals` keeps '
+           'them)' if flushed else ''),
         f'- load average (1, 5, 15 min) at start / end: {load[0]} / '
         f'{load[1]}',
         f'- operator self times (ms per step, torch.profiler; wall time of '
@@ -123,6 +125,9 @@ def main():
     parser.add_argument('--methods', nargs='+', choices=list(METHODS),
                         default=[m for m in METHODS
                                  if m != 'Mona (recompute=True)'])
+    parser.add_argument('--keep-denormals', action='store_true',
+                        help='on CPU, do not flush subnormal floats to zero '
+                        '(run_benchmarks.flush_denormals)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads (default: torch\'s own); one '
                         'thread attributes time more cleanly on a machine '
@@ -131,6 +136,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    flushed = flush_denormals(torch.device(args.device), args.keep_denormals)
     device = torch.device(args.device)
     size = args.size or (64 if args.quick else 512)
     bench = dict(arch='Swin tiny test arch' if args.quick else 'Swin-B',
@@ -139,7 +145,7 @@ def main():
     start = load_average()
     profiles = profile_methods(bench, methods, device, args.rounds)
     lines = report(bench, profiles, device, args.top,
-                   (start, load_average()), args.rounds)
+                   (start, load_average()), args.rounds, flushed)
     os.makedirs(args.out_dir, exist_ok=True)
     path = osp.join(args.out_dir, ('quick_' if args.quick else '') +
                     f'PROFILE_{device.type}_{size}.md')

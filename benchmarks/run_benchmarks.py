@@ -109,6 +109,26 @@ SETTING_METHODS = ('Full', FLOOR, 'Mona', 'LoRA', 'AdaptFormer', 'Houlsby')
 AMP_DTYPES = {None: None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
+def flush_denormals(device, keep: bool) -> bool:
+    """On CPU, flush subnormal floats to zero unless ``keep``; whether they
+    are flushed.
+
+    An x86 core takes a microcode assist, tens of times an operation's
+    cost, for every subnormal operand (below 1.2e-38 in float32). Training
+    steps produce them where nothing is wrong: Swin's shifted-window mask
+    (-100 before the softmax: exp(-100) is subnormal), and in GELU outputs
+    of inputs below about -13, which a randomly initialised stream gives
+    (Mona's filter passes the raw stream, x * gammax, to its projection).
+    Which operators hit them depends on the random values, not on the
+    methods' costs, and a GPU runs them at full speed; so the CPU
+    measurements flush them (``torch.set_flush_denormal``), as
+    ``--keep-denormals`` does not.
+    """
+    if device.type != 'cpu' or keep:
+        return False
+    return torch.set_flush_denormal(True)
+
+
 def sync(device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
@@ -191,7 +211,8 @@ def make_input(bench, device):
     return torch.randn(bench['batch'], 3, *bench['hw'], device=device)
 
 
-def measure_peak_memory(bench, method, device_name, queue=None):
+def measure_peak_memory(bench, method, device_name, keep_denormals=False,
+                        queue=None):
     """Peak memory (MiB) of training steps, and the trainable count.
 
     Counts everything training holds: weights, gradients, optimizer state
@@ -201,6 +222,7 @@ def measure_peak_memory(bench, method, device_name, queue=None):
     """
     torch.manual_seed(0)
     device = torch.device(device_name)
+    flush_denormals(device, keep_denormals)
     if device.type == 'cuda':
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -372,6 +394,9 @@ def main():
                         'always measured; default all, or with --setting '
                         f'{", ".join(SETTING_METHODS)})')
     parser.add_argument('--skip-inference', action='store_true')
+    parser.add_argument('--keep-denormals', action='store_true',
+                        help='on CPU, do not flush subnormal floats to zero '
+                        '(see flush_denormals)')
     parser.add_argument('--skip-flops', action='store_true',
                         help='do not count each step\'s matmul/conv FLOPs')
     parser.add_argument('--skip-mona-op', action='store_true')
@@ -383,6 +408,7 @@ def main():
                         help='said beside the run in RESULTS.md')
     args = parser.parse_args()
     device = torch.device(args.device)
+    denormals_flushed = flush_denormals(device, args.keep_denormals)
     if args.setting:
         setting = SETTINGS[args.setting]
         bench = dict(arch=setting['arch'], hw=setting['hw'],
@@ -406,6 +432,7 @@ def main():
     results = dict(tag=tag, machine=machine_name(device),
                    torch=torch.__version__, device=str(device),
                    threads=torch.get_num_threads(),
+                   flush_denormal=denormals_flushed,
                    setting=SETTINGS[args.setting]['what'] if args.setting
                    else None, size=bench['hw'][0], **bench,
                    targets=targets, margin_targets=margin_targets,
@@ -445,7 +472,7 @@ def main():
             torch.cuda.empty_cache()
         else:
             train[method] = in_subprocess(measure_peak_memory, bench, method,
-                                          args.device)
+                                          args.device, args.keep_denormals)
         print(method, train[method], flush=True)
     seconds, results['skipped_steps'] = measure_step_times(
         bench, methods, args.device, repeats)

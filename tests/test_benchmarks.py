@@ -30,6 +30,8 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
     assert results['inference']['LoRA (merged)']['seconds'] > 0
     table = (tmp_path / 'RESULTS_quick_cpu_64.md').read_text()
     assert 'memory / Full' in table and results['machine'] in table
+    assert results['flush_denormal'] is True
+    assert 'subnormal floats flushed to zero' in table
     assert (tmp_path / 'tradeoff_quick_cpu_64.png').stat().st_size > 0
     index = (tmp_path / 'RESULTS.md').read_text().splitlines()
     rows = [line for line in index if line.startswith('| quick_cpu_64 |')]
@@ -120,3 +122,17 @@ def test_compared_functions_are_timed_in_turn():
                               warmup_rounds=2)
     assert calls == ['a', 'b'] * 5  # 2 warm-up rounds, then 3 timed
     assert set(times) == {'a', 'b'} and all(t >= 0 for t in times.values())
+
+
+def test_cpu_measurements_flush_subnormals_unless_asked_not_to():
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    import torch
+    from run_benchmarks import flush_denormals
+    tiny = 1e-40  # subnormal in float32
+    try:
+        assert flush_denormals(torch.device('cpu'), keep=True) is False
+        assert torch.tensor([tiny]).item() != 0
+        assert flush_denormals(torch.device('cpu'), keep=False) is True
+        assert torch.tensor([tiny]).item() == 0
+    finally:
+        torch.set_flush_denormal(False)
