@@ -127,6 +127,8 @@ def write_index(out_dir):
     for path in sorted(glob.glob(osp.join(out_dir, 'results_*.json'))):
         with open(path) as f:
             run = json.load(f)
+        if not {'train', 'machine', 'torch'} <= set(run):
+            continue  # another script's results (multitask.py...)
         run['name'] = osp.basename(path)[len('results_'):-len('.json')]
         if run.get('note'):  # e.g. what changed since the run was made
             run['name'] += f' ({run["note"]})'
