@@ -118,11 +118,11 @@ def test_runner_saves_and_tests_on_a_microsoft_base(tmp_path,
 
 
 def test_saves_read_the_base_once(tmp_path, microsoft_base, monkeypatch):
-    import mmadapter.checkpoint as checkpoint_module
+    import mmadapter.checkpoint.base_weights as base_weights
     model = trained(retinanet_cfg(microsoft_base))
     reads = []
-    real_read = checkpoint_module.read_checkpoint
-    monkeypatch.setattr(checkpoint_module, 'read_checkpoint',
+    real_read = base_weights.read_checkpoint
+    monkeypatch.setattr(base_weights, 'read_checkpoint',
                         lambda path: reads.append(path) or real_read(path))
     for name in ('a.pth', 'b.pth'):
         save_adapter_checkpoint(model, str(tmp_path / name))
