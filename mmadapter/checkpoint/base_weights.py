@@ -1,17 +1,18 @@
 """The base file of an adapter-only checkpoint: finding it, checking it is
 the one the adapters were trained on, reading the backbone weights from it
 as its ``init_cfg`` would, and which frozen tensors it cannot supply."""
-from typing import Dict, List, Optional
 import os
 import os.path as osp
 import warnings
+from typing import Dict, List, Optional
 
-from mmengine.logging import MMLogger, print_log
 import torch
 import torch.nn as nn
+from mmengine.logging import MMLogger, print_log
 
 from mmadapter.pretrained import read_checkpoint, strip_prefixes
-from .records import BaseCheckpointWarning, file_sha256, local_file, pretrained_path
+from .records import (BaseCheckpointWarning, file_sha256, local_file,
+                      pretrained_path)
 
 
 def resolve_base_path(record: dict, backbone: nn.Module,

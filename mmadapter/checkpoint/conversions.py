@@ -4,14 +4,17 @@ LoRA into a stock backbone."""
 from collections import OrderedDict
 from typing import Optional, Tuple
 
-from mmengine.config import Config
 import torch.nn as nn
+from mmengine.config import Config
 
 from mmadapter.adapters import AdapterModule, LowRankDelta
 from mmadapter.backbones.base import AdapterBackboneMixin
-from .records import ADAPTER_META_KEY, AdapterCheckpointError, base_record, backbone_prefixes, with_metadata, base_records_from_init_cfg, is_adapter_checkpoint
-from .saving import reduce_checkpoint
 from .loading import expand_adapter_checkpoint, verify_frozen_backbone
+from .records import (ADAPTER_META_KEY, AdapterCheckpointError,
+                      backbone_prefixes, base_record,
+                      base_records_from_init_cfg, is_adapter_checkpoint,
+                      with_metadata)
+from .saving import reduce_checkpoint
 
 
 def strip_adapter_record(checkpoint: dict) -> dict:

@@ -4,15 +4,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from mmengine.config import Config
-from mmengine.logging import MMLogger, print_log
 import torch
 import torch.nn as nn
+from mmengine.config import Config
+from mmengine.logging import MMLogger, print_log
 
 from mmadapter.pretrained import CheckpointMismatchError
 from mmadapter.version import __version__
-from .records import FORMAT_VERSION, BaseOverride, AdapterCheckpointError, backbone_prefixes, adapter_state_keys, with_metadata, read_checkpoint_file, adapter_info
-from .base_weights import resolve_base_path, check_base_hash, read_base_backbone, frozen_keys_not_in_base
+from .base_weights import (check_base_hash, frozen_keys_not_in_base,
+                           read_base_backbone, resolve_base_path)
+from .records import (AdapterCheckpointError, BaseOverride, FORMAT_VERSION,
+                      adapter_info, adapter_state_keys, backbone_prefixes,
+                      read_checkpoint_file, with_metadata)
 
 
 @dataclass

@@ -1,21 +1,21 @@
 """What an adapter-only checkpoint is: its record in ``meta``, the
 identity of its base files, which state-dict keys it keeps, and reading and
 writing checkpoint files."""
-from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple, Union
 import hashlib
 import os
 import os.path as osp
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple, Union
 
-from mmengine.config import Config
-from mmengine.runner.checkpoint import CheckpointLoader
 import torch
 import torch.nn as nn
+from mmengine.config import Config
+from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmadapter.backbones.base import AdapterBackboneMixin
 from mmadapter.version import __version__
 
-
+#: Key of the adapter-checkpoint record in ``checkpoint['meta']``.
 ADAPTER_META_KEY = 'adapter_checkpoint'
 
 

@@ -4,8 +4,10 @@ from typing import Dict, Optional
 
 import torch.nn as nn
 
-from .records import ADAPTER_META_KEY, AdapterCheckpointError, adapter_state_keys, with_metadata, base_records_from_init_cfg, adapter_record, write_checkpoint
 from .base_weights import frozen_keys_not_in_base
+from .records import (ADAPTER_META_KEY, AdapterCheckpointError, adapter_record,
+                      adapter_state_keys, base_records_from_init_cfg,
+                      with_metadata, write_checkpoint)
 
 
 def reduce_checkpoint(checkpoint: dict, model: nn.Module, config=None,
