@@ -27,14 +27,20 @@ TOY_CONFIGS = dict(
     voc2007=osp.join(REPO, 'configs', 'toy', 'swin_toy_voc2007.py'))
 
 
-@functools.lru_cache()
-def toy_data():
-    """tools/misc/make_toy_data.py as a module."""
-    path = osp.join(TOOLS, 'misc', 'make_toy_data.py')
-    spec = importlib.util.spec_from_file_location('make_toy_data', path)
+def script_module(path: str):
+    """A script of the repository (``path`` relative to it, e.g.
+    'tools/analysis/dry_run.py') as a module."""
+    name = osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@functools.lru_cache()
+def toy_data():
+    """tools/misc/make_toy_data.py as a module."""
+    return script_module('tools/misc/make_toy_data.py')
 
 
 def toy_config(name: str) -> str:

@@ -2,7 +2,6 @@
 real model with random backbone weights, the real pipeline, generated data
 at the real image sizes, the Runner of tools/train.py, then tools/test.py).
 The slow test runs it for the three Mona table configs."""
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -11,7 +10,7 @@ import subprocess
 import pytest
 from mmengine.config import Config
 
-from e2e_utils import REPO, run_tool
+from e2e_utils import REPO, run_tool, script_module
 
 MONA_CONFIGS = {
     'voc': ('configs/mona/retinanet_swin_l_voc.py', ['pascal_voc/mAP'],
@@ -24,11 +23,7 @@ MONA_CONFIGS = {
 
 
 def dry_run_module():
-    path = osp.join(REPO, 'tools', 'analysis', 'dry_run.py')
-    spec = importlib.util.spec_from_file_location('dry_run', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module('tools/analysis/dry_run.py')
 
 
 @pytest.mark.parametrize('name', list(MONA_CONFIGS))
@@ -78,10 +73,7 @@ def test_mona_table_config_trains_and_tests_at_real_size(name, tmp_path):
 
 def test_dry_run_all_lists_the_table_configs_and_records_their_code(
         tmp_path, monkeypatch):
-    path = osp.join(REPO, 'benchmarks', 'dry_run_all.py')
-    spec = importlib.util.spec_from_file_location('dry_run_all', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script_module('benchmarks/dry_run_all.py')
     configs = module.table_configs(vit=False)
     assert len(configs) == 30 and all(osp.isfile(osp.join(REPO, c))
                                       for c in configs)
