@@ -33,10 +33,16 @@ def target_text(results, name):
     return '; '.join(texts)
 
 
-def margin_text(r):
+def margin_text(r, spread=False):
+    """``time / memory`` margins; with ``spread``, the time margin's
+    interquartile range over the rounds beside it (runs that recorded it)."""
     if 'time_margin' not in r:
         return '-'
-    return f'{r["time_margin"]:+.2f} / {r["memory_margin"]:+.2f}'
+    time_text = f'{r["time_margin"]:+.2f}'
+    if spread and 'time_margin_iqr' in r:
+        q1, q3 = r['time_margin_iqr']
+        time_text += f' ({q1:+.2f}..{q3:+.2f})'
+    return f'{time_text} / {r["memory_margin"]:+.2f}'
 
 
 def flop_text(r):
@@ -66,9 +72,10 @@ def write_results(results, out_dir):
         + (f'; setting: {results["setting"]}' if results.get('setting')
            else ''),
         f'- peak memory: {results["memory_kind"]}',
-        '- times: median of {train} timed training steps{more}, the '
+        '- times: {train} timed rounds of training steps{more}, the '
         'functions compared taking their calls in turn in one process, after '
-        'warm-up calls'.format(
+        'warm-up calls; step times are medians, time ratios and margins the '
+        'medians of each round\'s own ratios'.format(
             train=results['timed_calls']['train'],
             more='' if not results['mona_op'] else
             ' ({mona_op} Mona op, {inference} inference calls)'.format(
@@ -93,7 +100,9 @@ def write_results(results, out_dir):
         'matmuls and convolutions, forward and backward '
         '(torch.utils.flop_counter), vs Full\'s and (in brackets) above the '
         'floor\'s: what any implementation of the same computation must do, '
-        'so a time margin cannot go much below it.', '',
+        'so a time margin cannot go much below it. In brackets after the '
+        'time margin: its interquartile range over the rounds, how far one '
+        'round\'s estimate moves on this machine.', '',
         '| method | trainable | step (s) | time / Full | peak MiB | '
         'memory / Full | above floor (time / memory) | FLOPs / Full (above '
         'floor) | target |',
@@ -102,8 +111,9 @@ def write_results(results, out_dir):
     for name, r in results['train'].items():
         lines.append(f'| {name} | {r["trainable"]:,} | {r["seconds"]:.3f} | '
                      f'{r["time_ratio"]:.2f}x | {r["peak_mib"]:.0f} | '
-                     f'{r["memory_ratio"]:.2f}x | {margin_text(r)} | '
-                     f'{flop_text(r)} | {target_text(results, name)} |')
+                     f'{r["memory_ratio"]:.2f}x | '
+                     f'{margin_text(r, spread=True)} | {flop_text(r)} | '
+                     f'{target_text(results, name)} |')
     skipped = {m: n for m, n in results.get('skipped_steps', {}).items() if n}
     if skipped:
         lines += ['', 'Optimizer steps the fp16 loss scaler skipped '

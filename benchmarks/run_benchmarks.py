@@ -134,12 +134,14 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def round_robin_times(calls, device, repeats, warmup_rounds=1):
-    """Median seconds of each of ``calls`` (name -> function), timed in turn.
+def round_robin_samples(calls, device, repeats, warmup_rounds=1):
+    """Seconds of each of ``calls`` (name -> function) in each of
+    ``repeats`` timed rounds (lists in round order).
 
     One round calls every function once; a change in the machine's speed
     during the run (other tenants, clock changes) then hits all of them
-    alike instead of skewing a ratio.
+    alike instead of skewing a ratio, and each round's own ratios compare
+    calls made seconds apart.
     """
     times = {name: [] for name in calls}
     for round_ in range(warmup_rounds + repeats):
@@ -150,7 +152,14 @@ def round_robin_times(calls, device, repeats, warmup_rounds=1):
             sync(device)
             if round_ >= warmup_rounds:
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def round_robin_times(calls, device, repeats, warmup_rounds=1):
+    """Median seconds of each of ``calls``, timed in turn
+    (:func:`round_robin_samples`)."""
+    samples = round_robin_samples(calls, device, repeats, warmup_rounds)
+    return {name: statistics.median(t) for name, t in samples.items()}
 
 
 def build_backbone(arch, method):
@@ -262,15 +271,15 @@ def build_train_steps(bench, methods, device) -> dict:
 
 
 def measure_step_times(bench, methods, device_name, repeats):
-    """Median training-step time (s) of each method, all models in this
-    process taking their steps in turn, and the optimizer steps the fp16
-    loss scaler skipped. Two warm-up rounds: the first step allocates the
-    optimizer state and the allocator settles on the second.
+    """Each method's training-step times (s) in each round, all models in
+    this process taking their steps in turn, and the optimizer steps the
+    fp16 loss scaler skipped. Two warm-up rounds: the first step allocates
+    the optimizer state and the allocator settles on the second.
     """
     device = torch.device(device_name)
     steps = build_train_steps(bench, methods, device)
-    times = round_robin_times(steps, device, repeats, warmup_rounds=2)
-    return times, {m: s.skipped for m, s in steps.items()}
+    samples = round_robin_samples(steps, device, repeats, warmup_rounds=2)
+    return samples, {m: s.skipped for m, s in steps.items()}
 
 
 def in_subprocess(fn, *args):
@@ -349,22 +358,48 @@ def count_step_flops(bench, methods, device_name) -> dict:
     return flops
 
 
-def add_ratios(train, seconds, flops=None):
-    """Ratios to Full and margins above the floor (when it was measured)."""
+def quartiles(values):
+    """(first quartile, median, third quartile) of ``values``."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method='inclusive')
+    return q1, q2, q3
+
+
+def add_ratios(train, step_seconds, flops=None):
+    """Ratios to Full and margins above the floor (when it was measured),
+    from each method's step times per round (``step_seconds``: method ->
+    list, one entry a round).
+
+    Time ratios and margins are medians over the rounds of each round's own
+    ratios: a round's steps of Full, the floor and the method ran seconds
+    apart, so a change in the machine's speed between rounds cancels out of
+    them. The time margin's interquartile range over the rounds says how
+    far one round's estimate moves on this machine.
+    """
     full, floor = train['Full'], train.get(FLOOR)
+    rounds = range(len(step_seconds['Full']))
     for method, r in train.items():
-        r['seconds'] = seconds[method]
-        r['time_ratio'] = r['seconds'] / seconds['Full']
+        times = step_seconds[method]
+        r['step_seconds'] = list(times)
+        r['seconds'] = statistics.median(times)
+        r['time_ratio'] = statistics.median(
+            times[i] / step_seconds['Full'][i] for i in rounds)
         r['memory_ratio'] = r['peak_mib'] / full['peak_mib']
         if flops:
             r['flops'] = flops[method]
             r['flop_ratio'] = flops[method] / flops['Full']
-    for r in train.values():
-        if floor is not None:
-            r['time_margin'] = r['time_ratio'] - floor['time_ratio']
-            r['memory_margin'] = r['memory_ratio'] - floor['memory_ratio']
-            if flops:
-                r['flop_margin'] = r['flop_ratio'] - floor['flop_ratio']
+    if floor is None:
+        return train
+    floor_times = step_seconds[FLOOR]
+    for method, r in train.items():
+        q1, median, q3 = quartiles([
+            (step_seconds[method][i] - floor_times[i]) /
+            step_seconds['Full'][i] for i in rounds])
+        r['time_margin'], r['time_margin_iqr'] = median, [q1, q3]
+        r['memory_margin'] = r['memory_ratio'] - floor['memory_ratio']
+        if flops:
+            r['flop_margin'] = r['flop_ratio'] - floor['flop_ratio']
     return train
 
 
@@ -428,7 +463,7 @@ def main():
         targets, margin_targets = TARGETS, MARGIN_TARGETS
         default_methods = tuple(METHODS)
     tag = ('quick_' if args.quick else '') + tag
-    repeats = args.repeats or (1 if args.quick else 5)
+    repeats = args.repeats or (1 if args.quick else 11)
     results = dict(tag=tag, machine=machine_name(device),
                    torch=torch.__version__, device=str(device),
                    threads=torch.get_num_threads(),
@@ -474,11 +509,11 @@ def main():
             train[method] = in_subprocess(measure_peak_memory, bench, method,
                                           args.device, args.keep_denormals)
         print(method, train[method], flush=True)
-    seconds, results['skipped_steps'] = measure_step_times(
+    step_seconds, results['skipped_steps'] = measure_step_times(
         bench, methods, args.device, repeats)
     flops = None if args.skip_flops else count_step_flops(bench, methods,
                                                           args.device)
-    results['train'] = add_ratios(train, seconds, flops)
+    results['train'] = add_ratios(train, step_seconds, flops)
     for method, r in train.items():
         print(method, r, flush=True)
     results['inference'] = {} if args.skip_inference or args.setting \

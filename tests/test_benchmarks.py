@@ -52,6 +52,8 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
     assert mona['flop_margin'] == pytest.approx(
         mona['flop_ratio'] - floor['flop_ratio'])
     assert f'{mona["flop_ratio"]:.3f}x ({mona["flop_margin"]:+.3f})' in table
+    q1, q3 = mona['time_margin_iqr']
+    assert f'{mona["time_margin"]:+.2f} ({q1:+.2f}..{q3:+.2f}) / ' in table
 
 
 def test_gpu_session_measures_the_three_settings(tmp_path):
@@ -59,6 +61,8 @@ def test_gpu_session_measures_the_three_settings(tmp_path):
     table with the floor's margins, its batch and precision (COCO's fp16
     AMP at batch 1 and ADE20K's fp32 at batch 2; VOC differs from COCO only
     in its numbers)."""
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    from bench_report import margin_text
     proc = subprocess.run(
         ['bash', 'benchmarks/gpu_session.sh', '--quick', '--device', 'cpu',
          '--methods', 'Full', 'Fixed (grad through blocks)', 'Mona'],
@@ -80,8 +84,7 @@ def test_gpu_session_measures_the_three_settings(tmp_path):
         assert mona['time_margin'] == pytest.approx(
             mona['time_ratio'] - floor['time_ratio'])
         table = (tmp_path / f'RESULTS_quick_cpu_{setting}.md').read_text()
-        assert f'{mona["time_margin"]:+.2f} / {mona["memory_margin"]:+.2f}' \
-            in table
+        assert margin_text(mona, spread=True) in table
     index = (tmp_path / 'RESULTS.md').read_text()
     assert 'Swin tiny test arch, 64x32, batch 1, bf16 AMP' in index
     assert 'Swin tiny test arch, 32x32, batch 2, fp32' in index
@@ -122,6 +125,27 @@ def test_compared_functions_are_timed_in_turn():
                               warmup_rounds=2)
     assert calls == ['a', 'b'] * 5  # 2 warm-up rounds, then 3 timed
     assert set(times) == {'a', 'b'} and all(t >= 0 for t in times.values())
+
+
+def test_time_margins_are_medians_of_each_rounds_own_margins():
+    """A machine that runs a whole round at half speed moves no margin:
+    each round's margin compares steps taken seconds apart."""
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    from bench_report import margin_text
+    from run_benchmarks import FLOOR, add_ratios
+    step_seconds = {'Full': [1.0, 2.0, 1.0], FLOOR: [0.5, 1.0, 0.5],
+                    'Mona': [0.6, 1.2, 0.8]}
+    train = {m: dict(peak_mib=mib, trainable=1)
+             for m, mib in (('Full', 100.0), (FLOOR, 50.0), ('Mona', 60.0))}
+    mona = add_ratios(train, step_seconds)['Mona']
+    # per round: +0.1, +0.1, +0.3 (the ratio of medians would say +0.3)
+    assert mona['time_margin'] == pytest.approx(0.1)
+    assert mona['time_margin_iqr'] == pytest.approx([0.1, 0.2])
+    assert mona['time_ratio'] == pytest.approx(0.6)
+    assert mona['seconds'] == 0.8 and mona['step_seconds'] == [0.6, 1.2, 0.8]
+    assert mona['memory_margin'] == pytest.approx(0.1)
+    assert margin_text(mona) == '+0.10 / +0.10'
+    assert margin_text(mona, spread=True) == '+0.10 (+0.10..+0.20) / +0.10'
 
 
 def test_cpu_measurements_flush_subnormals_unless_asked_not_to():
