@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .lean_ops import (activation_pair, apply_mask, compute_dtype,
-                       depthwise_weight_grad)
+from .lean_ops import (activation_pair, add_residual, apply_mask,
+                       compute_dtype, depthwise_weight_grad)
 from .scaled_filter import filtered_projection_grads, scaled_filter
 
 
@@ -96,6 +96,15 @@ def _tail_grads(grad_delta, h, mask, p, act, act_grad, tail_params, y,
                     grad_up_b)
 
 
+def _input_from_output(out, y, up_w, up_b):
+    """``out - linear(y, up_w, up_b)``: the Mona's input, from its output
+    (the update subtracted by the matmul itself where the dtypes allow)."""
+    if up_b is None or out.dtype != y.dtype:
+        return out - F.linear(y, up_w, up_b)
+    x = torch.addmm(_flat(out), _flat(y), up_w.t(), alpha=-1)
+    return x.sub_(up_b).view_as(out)
+
+
 class MonaFunction(torch.autograd.Function):
     """Inputs: ``x``, the filter's (norm weight, norm bias, gamma, gammax:
     all None without the scaled filter), down weight and bias, the fused
@@ -125,7 +134,8 @@ class MonaFunction(torch.autograd.Function):
         ctx.eps, ctx.scaled, ctx.keep_input = eps, scaled, keep_input
         ctx.down_b_dtype = None if down_b is None else down_b.dtype
         _, _, stage_out = _conv_stage(h, *tail[:4], hw_shape, num_extra)
-        out = x + F.linear(apply_mask(act(stage_out), mask, p), *tail[4:])
+        out = add_residual(
+            F.linear(apply_mask(act(stage_out), mask, p), *tail[4:]), x)
         ctx.save_for_backward(x if keep_input else out, h, mask, *(
             filter_params if scaled else ()), down_w, *tail)
         return out
@@ -141,10 +151,8 @@ class MonaFunction(torch.autograd.Function):
         grid, d_tokens, stage_out = _conv_stage(h, *tail[:4], ctx.hw_shape,
                                                 n)
         y = apply_mask(ctx.act(stage_out), mask, ctx.p)
-        if ctx.keep_input:
-            x = x_or_out
-        else:  # the input, from the output the next layer keeps anyway
-            x = x_or_out - F.linear(y, *tail[4:])
+        x = x_or_out if ctx.keep_input else _input_from_output(
+            x_or_out, y, *tail[4:])
         grad_h, tail_grads = _tail_grads(
             grad_out.to(h.dtype), h, mask, ctx.p, ctx.act, ctx.act_grad,
             tail, y, grid, d_tokens, stage_out, ctx.hw_shape, n)
@@ -154,7 +162,8 @@ class MonaFunction(torch.autograd.Function):
                 grad_h, x, *filter_params, down_w, needs[:7],
                 ctx.filter_dtype, ctx.eps, ctx.down_b_dtype)
         if needs[0]:
-            grad_x = grad_out + grad_x if grad_x is not None else grad_out
+            # grad_x is a fresh tensor of x's dtype, as grad_out is
+            grad_x = grad_out if grad_x is None else grad_x.add_(grad_out)
         tail_grads = [g.to(dt) for g, dt in zip(tail_grads, ctx.tail_dtypes)]
         return (grad_x, *filter_grads, grad_down_w, grad_down_b,
                 *tail_grads, *([None] * 7))

@@ -67,13 +67,16 @@ def filtered_projection_grads(grad_out, x, norm_weight, norm_bias, gamma,
             filtered.to(grad_out.dtype).reshape(-1, C)).to(weight.dtype)
     if needs[6]:
         grads[6] = grad_2d.sum(0).to(bias_dtype)
-    del filtered
     if not any(needs[:5]):
         return grads
     grad_filtered = grad_out.matmul(weight.to(grad_out.dtype))
     if norm_weight is None:
         grads[0] = grad_filtered.to(x.dtype)
         return grads
+    # the recomputed filter's storage, no longer needed, takes the product
+    # gammax's gradient sums (one C-wide temporary less)
+    spare = filtered
+    del filtered
     grad_filtered = grad_filtered.to(filter_dtype)
     grad_x, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
         grad_filtered, x, [C], mean, rstd, *affine,
@@ -81,7 +84,9 @@ def filtered_projection_grads(grad_out, x, norm_weight, norm_bias, gamma,
     if needs[0]:
         grads[0] = grad_x.addcmul_(grad_filtered, gammax.to(filter_dtype))
     if needs[4]:
-        grads[4] = (grad_filtered * x).reshape(-1, C).sum(0).to(gammax.dtype)
+        product = torch.mul(grad_filtered, x, out=spare)
+        grads[4] = product.reshape(-1, C).sum(0).to(gammax.dtype)
+    del spare
     if needs[1]:
         grads[1] = (grad_w * gamma).to(norm_weight.dtype)
     if needs[2]:
