@@ -88,7 +88,10 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 
 def add_residual(out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """``residual + out`` for a fresh ``out``: in place where that keeps the
-    dtype ``residual + out`` has (one full-width temporary less)."""
+    dtype ``residual + out`` has (one full-width temporary less). Inside
+    autograd functions only: on a tensor autograd tracks, an in-place add
+    on a view (F.linear's output of 3-d tokens is one) costs more in
+    backward than the temporary it saves."""
     if torch.promote_types(out.dtype, residual.dtype) == out.dtype:
         return out.add_(residual)
     return residual + out

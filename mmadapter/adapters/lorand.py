@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmadapter.registry import ADAPTERS
 from .base import (AdapterModule, AdapterSpec,
                    build_activation, check_float, check_int, check_sites)
-from .lean_ops import ACTIVATION_GRADS, ProjectedActLinear, add_residual
+from .lean_ops import ACTIVATION_GRADS, ProjectedActLinear
 
 
 class MultiBranchLowRank(nn.Module):
@@ -85,7 +85,10 @@ class LoRandAdapter(AdapterModule):
             v = F.linear(self.act(F.linear(u, down_right.t(),
                                            self.down_proj.bias)),
                          up_left.t())
-        return add_residual(F.linear(v, up_right.t(), self.up_proj.bias), x)
+        # out of place: F.linear's output of 3-d tokens is a view, and an
+        # in-place add on it would make autograd rebuild its base in
+        # backward (a zero-filled C-wide tensor and two copies, CopySlices)
+        return x + F.linear(v, up_right.t(), self.up_proj.bias)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The plain structure (dense summed matrices)."""
