@@ -73,13 +73,15 @@ def bottleneck_pair(method):
     return module, module, module.reference_forward, torch.randn(2, 7, 16)
 
 
-def lora_pair(tokens=7):
+def lora_pair(tokens=7, rank=4):
     """14 tokens for 16 inputs: updates added on the slices; 40 (at least
-    twice the input width): through the merged weight."""
+    twice the input width): through the merged weight (the factors'
+    gradients through the slices' weight gradients where the 16 inputs are
+    at most 4 x rank)."""
     base = nn.Linear(16, 48)
     base.requires_grad_(False)
     lora = perturbed(LoRALinear(base, {'q': slice(0, 16),
-                                       'v': slice(32, 48)}, 4, 2.0))
+                                       'v': slice(32, 48)}, rank, 2.0))
     return lora, lora, lora.reference_forward, torch.randn(2, tokens, 16)
 
 
@@ -98,6 +100,7 @@ PAIRS = {
     'AdaptFormer': lambda: bottleneck_pair('AdaptFormer'),
     'LoRA': lora_pair,
     'LoRA, merged weight': lambda: lora_pair(tokens=20),
+    'LoRA, merged weight, rank 2': lambda: lora_pair(tokens=20, rank=2),
     'LoRand': lorand_pair,
 }
 
@@ -185,14 +188,17 @@ def test_gradcheck_float64():
                     x, *(ws[:4] if scaled else [None] * 4),
                     *ws[-8:], nn.GELU(), mask, 0.3, (2, 3), extra, 1e-5,
                     keep_input), (x, *ws), **check)
-    for tokens in (3, 5):  # updates on the slices; merged weight
+    # (tokens, inputs, rank): updates on the slices; merged weight, the
+    # factors' gradients through the slices' weight gradients (inputs at
+    # most 4 x rank); merged weight, through A x and B^T g
+    for tokens, C, rank in ((3, 4, 2), (5, 4, 2), (9, 8, 1)):
         x, weight, bias = (torch.randn(*s, **d, requires_grad=True)
-                           for s in ((2, tokens, 4), (12, 4), (12, )))
+                           for s in ((2, tokens, C), (3 * C, C), (3 * C, )))
         factors = [torch.randn(*s, **d, requires_grad=True)
-                   for s in ((2, 4), (4, 2), (2, 4), (4, 2))]
+                   for s in ((rank, C), (C, rank), (rank, C), (C, rank))]
         assert torch.autograd.gradcheck(
             lambda x, w, b, *f: LoRALinearFunction.apply(
-                x, w, b, [slice(0, 4), slice(8, 12)], 3.0, *f),
+                x, w, b, [slice(0, C), slice(2 * C, 3 * C)], 3.0, *f),
             (x, weight, bias, *factors), **check)
 
 

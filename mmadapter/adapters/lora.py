@@ -64,7 +64,9 @@ class LoRALinearFunction(torch.autograd.Function):
     costs ``rank * (in + out)`` multiply-adds a token per slice. Backward
     takes the input gradient through the merged weight too (built again, not
     kept) and keeps only ``x``; ``A x``, which B's gradient needs, is
-    recomputed there (rank-wide). With fewer tokens, building the merged
+    recomputed there (rank-wide), or, where the input is at most four
+    times the rank wide, the factors' gradients are taken through each
+    slice's full weight gradient. With fewer tokens, building the merged
     weight costs more than it saves: one matmul gives every ``A_i x`` (kept
     for B's gradient), and each update is added in place on its slice of the
     stock output. Either way plain autograd's full-width deltas and
@@ -111,9 +113,14 @@ class LoRALinearFunction(torch.autograd.Function):
         g2, x2 = _flat(grad_out), _flat(x)
         grads = [None] * (5 + len(factors))
         cast = [t.to(dtype) for t in factors]
-        grad_xa2 = torch.cat([g2[:, sl].mm(B) for sl, B in zip(ctx.slices,
-                                                               cast[1::2])],
-                             dim=1)
+        # The factors' gradients through each slice's full weight gradient
+        # G_i = g_i^T x (tokens * out_i * in multiply-adds, one wide matmul)
+        # where that costs less than through A x and B^T g (tokens * rank *
+        # 2 (out_i + in), four narrow ones); the merged path needs B^T g for
+        # nothing else.
+        through_weight_grad = ctx.merged and x2.shape[1] <= 4 * rank
+        grad_xa2 = None if through_weight_grad else torch.cat(
+            [g2[:, sl].mm(B) for sl, B in zip(ctx.slices, cast[1::2])], dim=1)
         if needs[0]:
             if ctx.merged:
                 merged = _merged_weight(weight, ctx.slices, ctx.scaling, As,
@@ -129,13 +136,22 @@ class LoRALinearFunction(torch.autograd.Function):
             grads[1] = g2.t().mm(x2)
         if needs[2]:
             grads[2] = g2.sum(0)
-        # (tokens, rank * len(slices))
-        xa2 = x2.mm(torch.cat(cast[0::2]).t()) if xa is None else _flat(xa)
-        grad_a = grad_xa2.t().mm(x2).mul_(ctx.scaling)
-        for i, sl in enumerate(ctx.slices):
-            grads[5 + 2 * i] = grad_a[i * rank:(i + 1) * rank]
-            grads[6 + 2 * i] = g2[:, sl].t().mm(
-                xa2[:, i * rank:(i + 1) * rank]).mul_(ctx.scaling)
+        if through_weight_grad:
+            for i, sl in enumerate(ctx.slices):
+                grad_w = g2[:, sl].t().mm(x2)
+                grads[5 + 2 * i] = cast[1 + 2 * i].t().mm(grad_w).mul_(
+                    ctx.scaling)
+                grads[6 + 2 * i] = grad_w.mm(cast[2 * i].t()).mul_(
+                    ctx.scaling)
+        else:
+            # (tokens, rank * len(slices))
+            xa2 = x2.mm(torch.cat(cast[0::2]).t()) if xa is None \
+                else _flat(xa)
+            grad_a = grad_xa2.t().mm(x2).mul_(ctx.scaling)
+            for i, sl in enumerate(ctx.slices):
+                grads[5 + 2 * i] = grad_a[i * rank:(i + 1) * rank]
+                grads[6 + 2 * i] = g2[:, sl].t().mm(
+                    xa2[:, i * rank:(i + 1) * rank]).mul_(ctx.scaling)
         dtypes = ctx.dtypes[:3] + [None, None] + ctx.dtypes[3:]
         return tuple(None if g is None else g.to(dt)
                      for g, dt in zip(grads, dtypes))
