@@ -24,7 +24,9 @@ batch per GPU, mixed precision; see ``SETTINGS``).
 Peak memory counts all that training holds (weights, gradients, optimizer
 state, activations): ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
 growth of the peak resident memory of a fresh subprocess per method from
-before the model is built.
+before the model is built, with every allocation of 128 KiB or more its own
+mapping so that it counts live tensors as CUDA's does (``--heap-rss``:
+glibc's defaults, heap holes included).
 
 Writes ``RESULTS_<run>.md`` (a table, naming the machine, torch version and
 input sizes), ``results_<run>.json`` and ``tradeoff_<run>.png`` into
@@ -282,12 +284,27 @@ def measure_step_times(bench, methods, device_name, repeats):
     return samples, {m: s.skipped for m, s in steps.items()}
 
 
-def in_subprocess(fn, *args):
-    """Run ``fn`` in a fresh process: CPU peak memory is per process."""
+#: What the CPU memory runs' processes start with unless ``--heap-rss``:
+#: every allocation of 128 KiB or more its own mapping, returned to the
+#: system when freed, so that peak RSS counts the tensors alive at the peak
+#: (as torch.cuda.max_memory_allocated does) and not the holes glibc's heap
+#: keeps between them, which move a margin by +-0.03 from run to run.
+LIVE_TENSORS_ENV = {'MALLOC_MMAP_THRESHOLD_': '131072'}
+
+
+def in_subprocess(fn, *args, env=None):
+    """Run ``fn`` in a fresh process (CPU peak memory is per process), with
+    ``env`` added to its environment."""
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
     proc = ctx.Process(target=fn, args=(*args, queue))
-    proc.start()
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        proc.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     result = queue.get()
     proc.join()
     return result
@@ -403,6 +420,17 @@ def add_ratios(train, step_seconds, flops=None):
     return train
 
 
+def memory_kind(device, heap_rss=False):
+    if device.type == 'cuda':
+        return 'torch.cuda.max_memory_allocated'
+    kind = 'peak RSS growth of a fresh process from before the model is built'
+    if heap_rss:
+        return kind + ' (glibc\'s default thresholds: heap holes included)'
+    return kind + (', every allocation of 128 KiB or more its own mapping '
+                   '(MALLOC_MMAP_THRESHOLD_=131072): the tensors alive at the '
+                   'peak, as torch.cuda.max_memory_allocated counts them')
+
+
 def load_average():
     try:
         return ' '.join(f'{v:.2f}' for v in os.getloadavg())
@@ -432,6 +460,10 @@ def main():
     parser.add_argument('--keep-denormals', action='store_true',
                         help='on CPU, do not flush subnormal floats to zero '
                         '(see flush_denormals)')
+    parser.add_argument('--heap-rss', action='store_true',
+                        help='on CPU, measure peak RSS with glibc\'s default '
+                        'allocation thresholds (counts heap holes; see '
+                        'LIVE_TENSORS_ENV)')
     parser.add_argument('--skip-flops', action='store_true',
                         help='do not count each step\'s matmul/conv FLOPs')
     parser.add_argument('--skip-mona-op', action='store_true')
@@ -473,10 +505,7 @@ def main():
                    targets=targets, margin_targets=margin_targets,
                    load=dict(start=load_average()),
                    memory_kind='weights + gradients + optimizer state + '
-                   'activations; ' + ('torch.cuda.max_memory_allocated'
-                                      if device.type == 'cuda' else
-                                      'peak RSS growth of a fresh process '
-                                      'from before the model is built'))
+                   'activations; ' + memory_kind(device, args.heap_rss))
     if args.note:
         results['note'] = args.note
     # tens of milliseconds a call: enough repeats for a stable median
@@ -506,8 +535,10 @@ def main():
             train[method] = measure_peak_memory(bench, method, args.device)
             torch.cuda.empty_cache()
         else:
-            train[method] = in_subprocess(measure_peak_memory, bench, method,
-                                          args.device, args.keep_denormals)
+            train[method] = in_subprocess(
+                measure_peak_memory, bench, method, args.device,
+                args.keep_denormals,
+                env=None if args.heap_rss else LIVE_TENSORS_ENV)
         print(method, train[method], flush=True)
     step_seconds, results['skipped_steps'] = measure_step_times(
         bench, methods, args.device, repeats)

@@ -32,6 +32,7 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
     assert 'memory / Full' in table and results['machine'] in table
     assert results['flush_denormal'] is True
     assert 'subnormal floats flushed to zero' in table
+    assert 'MALLOC_MMAP_THRESHOLD_=131072): the tensors alive' in table
     assert (tmp_path / 'tradeoff_quick_cpu_64.png').stat().st_size > 0
     index = (tmp_path / 'RESULTS.md').read_text().splitlines()
     rows = [line for line in index if line.startswith('| quick_cpu_64 |')]
@@ -146,6 +147,25 @@ def test_time_margins_are_medians_of_each_rounds_own_margins():
     assert mona['memory_margin'] == pytest.approx(0.1)
     assert margin_text(mona) == '+0.10 / +0.10'
     assert margin_text(mona, spread=True) == '+0.10 (+0.10..+0.20) / +0.10'
+
+
+def report_environment(name, queue):
+    queue.put(os.environ.get(name))
+
+
+def test_cpu_memory_runs_count_live_tensors_not_heap_holes():
+    """The memory process starts with glibc's mmap threshold fixed (freed
+    tensors leave no heap holes), and the benchmark's own environment is
+    left as it was."""
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    from run_benchmarks import LIVE_TENSORS_ENV, in_subprocess
+    name = 'MALLOC_MMAP_THRESHOLD_'
+    assert LIVE_TENSORS_ENV == {name: '131072'}
+    before = dict(os.environ)
+    assert in_subprocess(report_environment, name,
+                         env=LIVE_TENSORS_ENV) == '131072'
+    assert dict(os.environ) == before
+    assert in_subprocess(report_environment, name) == before.get(name)
 
 
 def test_cpu_measurements_flush_subnormals_unless_asked_not_to():
