@@ -56,7 +56,6 @@ class BottleneckAdapter(AdapterModule):
             nn.init.ones_(self.scale)
 
     def forward(self, x: torch.Tensor, hw_shape=None) -> torch.Tensor:
-        # up_proj(dropout(act(h))), keeping h and a bool mask (lean_ops)
         # skip * x + scale * up_proj(dropout(act(h))), keeping h and a bool
         # mask for backward (lean_ops)
         h = self.down_proj(x)
