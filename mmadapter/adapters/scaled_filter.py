@@ -73,10 +73,6 @@ def filtered_projection_grads(grad_out, x, norm_weight, norm_bias, gamma,
     if norm_weight is None:
         grads[0] = grad_filtered.to(x.dtype)
         return grads
-    # the recomputed filter's storage, no longer needed, takes the product
-    # gammax's gradient sums (one C-wide temporary less)
-    spare = filtered
-    del filtered
     grad_filtered = grad_filtered.to(filter_dtype)
     grad_x, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
         grad_filtered, x, [C], mean, rstd, *affine,
@@ -84,9 +80,11 @@ def filtered_projection_grads(grad_out, x, norm_weight, norm_bias, gamma,
     if needs[0]:
         grads[0] = grad_x.addcmul_(grad_filtered, gammax.to(filter_dtype))
     if needs[4]:
-        product = torch.mul(grad_filtered, x, out=spare)
+        # into the recomputed filter's storage, no longer needed (one C-wide
+        # temporary less)
+        product = torch.mul(grad_filtered, x, out=filtered)
         grads[4] = product.reshape(-1, C).sum(0).to(gammax.dtype)
-    del spare
+    del filtered
     if needs[1]:
         grads[1] = (grad_w * gamma).to(norm_weight.dtype)
     if needs[2]:
