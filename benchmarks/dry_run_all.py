@@ -36,8 +36,8 @@ SETTINGS = ('cascade_swin_b_coco', 'retinanet_swin_l_voc',
 
 
 def machine_name(device: str) -> str:
-    path = osp.join(HERE, 'run_benchmarks.py')
-    spec = importlib.util.spec_from_file_location('run_benchmarks', path)
+    path = osp.join(HERE, 'bench_timing.py')
+    spec = importlib.util.spec_from_file_location('bench_timing', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.machine_name(torch.device(device))

@@ -22,10 +22,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, osp.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from run_benchmarks import (FLOOR, METHODS, build_train_steps,  # noqa
-                            flush_denormals, load_average, machine_name)
+from bench_models import FLOOR, METHODS, build_train_steps  # noqa: E402
+from bench_timing import (flush_denormals, load_average,  # noqa: E402
+                          machine_name)
 
 
 def profile_step(step, device):
@@ -127,7 +129,7 @@ def main():
                                  if m != 'Mona (recompute=True)'])
     parser.add_argument('--keep-denormals', action='store_true',
                         help='on CPU, do not flush subnormal floats to zero '
-                        '(run_benchmarks.flush_denormals)')
+                        '(bench_timing.flush_denormals)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads (default: torch\'s own); one '
                         'thread attributes time more cleanly on a machine '

@@ -91,11 +91,24 @@ def test_gpu_session_measures_the_three_settings(tmp_path):
     assert 'Swin tiny test arch, 32x32, batch 2, fp32' in index
 
 
+def test_step_profile_lists_each_methods_operators_above_the_floor(
+        tmp_path):
+    run(['benchmarks/profile_step.py', '--quick', '--device', 'cpu',
+         '--rounds', '1', '--methods', 'Mona', '--out-dir', str(tmp_path)])
+    text = (tmp_path / 'quick_PROFILE_cpu_64.md').read_text()
+    floor, mona = text.split('## Fixed (grad through blocks)')[1].split(
+        '## Mona')
+    assert 'MonaFunction' not in floor
+    # the tiny Swin's 8 blocks hold 16 Monas: one function call each
+    assert '| `MonaFunction` | +16 |' in mona
+    assert '| `MonaFunctionBackward` | +16 |' in mona
+
+
 def test_fp16_step_scales_the_loss_and_steps_the_optimizer():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
-    from run_benchmarks import (ARCHS, build_backbone, make_optimizer,
-                                train_step_fn)
+    from bench_models import (ARCHS, build_backbone, make_optimizer,
+                              train_step_fn)
     model = build_backbone(ARCHS['Swin tiny test arch'](), 'Mona').train()
     optimizer = make_optimizer(model)
     before = [p.detach().clone() for p in optimizer.param_groups[0]['params']]
@@ -118,7 +131,7 @@ def test_amp_check_runs_mona_and_lora():
 def test_compared_functions_are_timed_in_turn():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
-    from run_benchmarks import round_robin_times
+    from bench_timing import round_robin_times
     calls = []
     times = round_robin_times({'a': lambda: calls.append('a'),
                                'b': lambda: calls.append('b')},
@@ -133,7 +146,7 @@ def test_time_margins_are_medians_of_each_rounds_own_margins():
     each round's margin compares steps taken seconds apart."""
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     from bench_report import margin_text
-    from run_benchmarks import FLOOR, add_ratios
+    from bench_stats import FLOOR, add_ratios
     step_seconds = {'Full': [1.0, 2.0, 1.0], FLOOR: [0.5, 1.0, 0.5],
                     'Mona': [0.6, 1.2, 0.8]}
     train = {m: dict(peak_mib=mib, trainable=1)
@@ -158,7 +171,7 @@ def test_cpu_memory_runs_count_live_tensors_not_heap_holes():
     tensors leave no heap holes), and the benchmark's own environment is
     left as it was."""
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
-    from run_benchmarks import LIVE_TENSORS_ENV, in_subprocess
+    from bench_memory import LIVE_TENSORS_ENV, in_subprocess
     name = 'MALLOC_MMAP_THRESHOLD_'
     assert LIVE_TENSORS_ENV == {name: '131072'}
     before = dict(os.environ)
@@ -171,7 +184,7 @@ def test_cpu_memory_runs_count_live_tensors_not_heap_holes():
 def test_cpu_measurements_flush_subnormals_unless_asked_not_to():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
-    from run_benchmarks import flush_denormals
+    from bench_timing import flush_denormals
     tiny = 1e-40  # subnormal in float32
     try:
         assert flush_denormals(torch.device('cpu'), keep=True) is False
