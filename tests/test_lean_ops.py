@@ -9,7 +9,8 @@ import torch.nn as nn
 from mmadapter.adapters import LoRALinear, MonaModule, build_adapter
 from mmadapter.adapters.lean_ops import (ActDropoutLinear,
                                          ProjectedActLinear,
-                                         depthwise_weight_grad, dropout_mask)
+                                         depthwise_weight_grad, dropout_mask,
+                                         pack_mask, unpack_mask)
 from mmadapter.adapters.lora import LoRALinearFunction
 from mmadapter.adapters.lorand import LoRandAdapter
 from mmadapter.adapters.mona_function import MonaFunction
@@ -137,6 +138,24 @@ def test_dropout_masks_are_those_of_nn_dropout():
     assert dropout_mask(x.shape, 0.1, False, x.device) is None
 
 
+@pytest.mark.parametrize('shape', [(2, 96, 8), (3, 5, 7), (1, ), (2, 9)])
+def test_masks_are_kept_as_bits_and_come_back_unchanged(shape):
+    mask = torch.rand(shape) < 0.3
+    packed = pack_mask(mask)
+    assert packed.dtype == torch.uint8
+    assert packed.numel() == -(-mask.numel() // 8)
+    # the first value in the lowest bit of the first byte
+    assert packed[0].item() == sum(
+        1 << i for i, v in enumerate(mask.reshape(-1)[:8].tolist()) if v)
+    unpacked = unpack_mask(packed, mask.shape)
+    assert unpacked.dtype == torch.bool and torch.equal(unpacked, mask)
+    # a view starting inside a byte's worth of values is packed from itself
+    assert torch.equal(unpack_mask(pack_mask(mask.reshape(-1)[1:]),
+                                   torch.Size([mask.numel() - 1])),
+                       mask.reshape(-1)[1:])
+    assert pack_mask(None) is None and unpack_mask(None, shape) is None
+
+
 def test_depthwise_weight_grad_matches_torch():
     for batch in (1, 3):
         x = torch.randn(batch, 6, 9, 11, dtype=torch.float64)
@@ -204,15 +223,17 @@ def test_gradcheck_float64():
 
 def saved_activations(fn, x, params):
     """(bytes, dtype) of the activation-sized tensors (at least 4 values a
-    token) autograd keeps for ``fn(x)``'s backward, other than ``x`` and
-    ``fn(x)`` (which the block keeps: the next layer's input) and the
-    parameters."""
+    token) and of the masks (bool or bits, any size) autograd keeps for
+    ``fn(x)``'s backward, other than ``x`` and ``fn(x)`` (which the block
+    keeps: the next layer's input) and the parameters."""
     skip = {t.data_ptr() for t in (x, *params)}
     tokens = x.shape[0] * x.shape[1]
+    masks = (torch.bool, torch.uint8)
     kept = []
 
     def pack(t):
-        if t.data_ptr() not in skip and t.numel() >= 4 * tokens:
+        if t.data_ptr() not in skip and (
+                t.numel() >= 4 * tokens or t.dtype in masks):
             kept.append((t.data_ptr(), t.numel() * t.element_size(),
                          t.dtype))
         return t
@@ -233,10 +254,11 @@ def test_lean_forward_keeps_less_for_backward(name):
     lean_saved = saved_activations(lean, x, params)
     tokens, hidden = x.shape[0] * x.shape[1], 8
     # Mona: its down projection's output; Houlsby: its hidden layer's
-    # input; both a bool dropout mask. LoRA: nothing but its input (A x is
-    # recomputed in backward).
+    # input; both the dropout mask as bits. LoRA: nothing but its input (A x
+    # is recomputed in backward).
     expected = [] if name == 'LoRA' else [
-        (tokens * hidden * 4, torch.float32), (tokens * hidden, torch.bool)]
+        (tokens * hidden * 4, torch.float32), (tokens * hidden // 8,
+                                               torch.uint8)]
     assert sorted(lean_saved, key=str) == sorted(expected, key=str)
     ref_saved = saved_activations(reference, x, params)
     # (LoRA's saving is in backward: no full-width gradient per slice)

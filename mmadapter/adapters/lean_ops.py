@@ -7,7 +7,8 @@ and the dropout output, and recomputes nothing. Here:
 * :func:`dropout_mask` draws the mask nn.Dropout would draw (the same
   ``bernoulli_`` on a tensor of the same shape, so the same values for the
   same seed) as a bool tensor: a quarter of the float mask's bytes, and none
-  of its float passes;
+  of its float passes; the functions keep it for backward as bits
+  (:func:`pack_mask`), a 32nd of the float mask's bytes;
 * :class:`ActDropoutLinear` is ``linear(dropout(act(h)), weight, bias)``
   (scaled, plus a residual) keeping only ``h`` and the mask for backward;
   the dropout output, needed for the weight gradient, is recomputed there
@@ -22,6 +23,7 @@ and the dropout output, and recomputes nothing. Here:
 Under autocast the functions compute in autocast's dtype, like the layers
 they replace, and return each gradient in its input's dtype.
 """
+import sys
 from typing import Optional
 
 import torch
@@ -46,8 +48,42 @@ def dropout_mask(shape, p: float, training: bool,
     its keep mask (``bernoulli_(1 - p)``), so a seed gives the same mask."""
     if not training or p == 0:
         return None
-    keep = torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(1 - p)
+    keep = torch.empty(shape, dtype=torch.bool, device=device)
+    keep.bernoulli_(1 - p)
     return keep.logical_not_()
+
+
+#: Times a little-endian int64 holding 8 bools (bytes 0 or 1, the first
+#: least significant), it gathers bool i at bit 56 + i (the product wraps
+#: past 64 bits, which the bits gathered do not need).
+_GATHER_BYTES = 0x0102040810204080
+
+
+def pack_mask(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A bool ``mask`` as bits, 8 values a byte (flattened, the first value
+    in the lowest bit, zeros padding the last byte): what a function keeps
+    of a dropout mask for backward. :func:`unpack_mask` undoes it."""
+    if mask is None:
+        return None
+    flat = mask.reshape(-1)
+    if flat.numel() % 8 or flat.storage_offset() % 8:
+        flat = torch.cat([flat, flat.new_zeros(-flat.numel() % 8)])
+    bytes_ = flat.view(torch.uint8)
+    if sys.byteorder != 'little':
+        weights = 1 << torch.arange(8, dtype=torch.uint8, device=mask.device)
+        return bytes_.view(-1, 8).mul(weights).sum(-1, dtype=torch.uint8)
+    words = bytes_.view(torch.int64).mul(_GATHER_BYTES)
+    return words.bitwise_right_shift_(56).bitwise_and_(255).to(torch.uint8)
+
+
+def unpack_mask(packed: Optional[torch.Tensor],
+                shape) -> Optional[torch.Tensor]:
+    """The bool mask of ``shape`` that :func:`pack_mask` packed."""
+    if packed is None:
+        return None
+    shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
+    bits = packed.unsqueeze(-1).bitwise_right_shift(shifts).bitwise_and_(1)
+    return bits.view(torch.bool).view(-1)[:shape.numel()].view(shape)
 
 
 def apply_mask(t: torch.Tensor, dropped: Optional[torch.Tensor],
@@ -99,8 +135,8 @@ def add_residual(out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
 
 class ActDropoutLinear(torch.autograd.Function):
     """``residual + scale * linear(dropout(act(h)), weight, bias)`` saving
-    ``h`` and the mask. ``bias`` and ``residual`` may be None; the mask
-    comes from :func:`dropout_mask`. As under autocast, the activation and
+    ``h`` and the mask (as bits). ``bias`` and ``residual`` may be None; the
+    mask comes from :func:`dropout_mask`. As under autocast, the activation and
     dropout run in ``h``'s dtype, the linear in :func:`compute_dtype`'s.
     The scale and the residual add are done in place on the linear's output
     (a fresh tensor), which the caller could not do on a custom function's
@@ -115,7 +151,8 @@ class ActDropoutLinear(torch.autograd.Function):
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype,
                       None if residual is None else residual.dtype)
         weight = weight.to(dtype)
-        ctx.save_for_backward(h, weight, mask)
+        ctx.save_for_backward(h, weight, pack_mask(mask))
+        ctx.mask_shape = None if mask is None else mask.shape
         y = apply_mask(act(h), mask, p).to(dtype)
         out = F.linear(y, weight, None if bias is None else bias.to(dtype))
         if scale != 1:
@@ -125,7 +162,8 @@ class ActDropoutLinear(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        h, weight, mask = ctx.saved_tensors
+        h, weight, packed_mask = ctx.saved_tensors
+        mask = unpack_mask(packed_mask, ctx.mask_shape)
         given = len(ctx.needs_input_grad)  # scale, residual are optional
         needs = ctx.needs_input_grad + (False, ) * (8 - given)
         grad_residual = grad_out.to(ctx.dtypes[2]) if needs[7] else None

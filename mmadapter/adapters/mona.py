@@ -163,7 +163,7 @@ class MonaModule(AdapterModule):
         if self.mona_op.fused and torch.is_grad_enabled() \
                 and type(self.act) in ACTIVATION_GRADS:
             # the same computation, keeping for backward its output, h and
-            # a bool mask (mona_function)
+            # the dropout mask as bits (mona_function)
             mask = dropout_mask((B, N, self.down_proj.out_features),
                                 self.dropout.p, self.dropout.training,
                                 x.device)
@@ -218,7 +218,7 @@ class Mona(AdapterSpec):
         recompute: in training, keep only each Mona's input for backward and
             recompute its activations there (same values and gradients). The
             default keeps no full-width tensor of its own (see
-            :mod:`.mona_function`) but a bottleneck-wide one and a bool mask;
+            :mod:`.mona_function`) but a bottleneck-wide one and a mask;
             this keeps the C-wide input instead, so it saves memory only
             where the bottleneck is wider than the channels, at the cost of
             re-running the module (Swin-B 512: +0.02 of Full's peak memory

@@ -1,5 +1,6 @@
 """A whole Mona module as one autograd function that keeps, per token, its
-output, its down projection's output and a bool dropout mask for backward.
+output, its down projection's output and its dropout mask (as bits) for
+backward.
 
 ``out = x + up(dropout(act(pw(dw(down(filter(x)))))))``, with ``filter`` the
 scaled LayerNorm (:mod:`.scaled_filter`, or none), ``dw`` and ``pw`` the fused
@@ -10,7 +11,7 @@ What backward needs and where it comes from:
 
 * the conv stage's inputs, the activation's input and the dropout output
   (four bottleneck-wide tensors under plain autograd, and a float mask):
-  recomputed from ``h = down(filter(x))`` and the bool mask, a depthwise conv
+  recomputed from ``h = down(filter(x))`` and the mask, a depthwise conv
   and a bottleneck-square matmul per token;
 * ``x`` (for the filter's backward and the down projection's weight
   gradient): a Mona sits on the residual stream, and the next LayerNorm keeps
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .lean_ops import (activation_pair, add_residual, apply_mask,
-                       compute_dtype, depthwise_weight_grad)
+                       compute_dtype, depthwise_weight_grad, pack_mask,
+                       unpack_mask)
 from .scaled_filter import filtered_projection_grads, scaled_filter
 
 
@@ -136,7 +138,8 @@ class MonaFunction(torch.autograd.Function):
         _, _, stage_out = _conv_stage(h, *tail[:4], hw_shape, num_extra)
         out = add_residual(
             F.linear(apply_mask(act(stage_out), mask, p), *tail[4:]), x)
-        ctx.save_for_backward(x if keep_input else out, h, mask, *(
+        ctx.mask_shape = None if mask is None else mask.shape
+        ctx.save_for_backward(x if keep_input else out, h, pack_mask(mask), *(
             filter_params if scaled else ()), down_w, *tail)
         return out
 
@@ -144,7 +147,8 @@ class MonaFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         saved = list(ctx.saved_tensors)
-        x_or_out, h, mask = saved[:3]
+        x_or_out, h, packed_mask = saved[:3]
+        mask = unpack_mask(packed_mask, ctx.mask_shape)
         filter_params = saved[3:7] if ctx.scaled else [None] * 4
         down_w, *tail = saved[7 if ctx.scaled else 3:]
         n = ctx.num_extra
