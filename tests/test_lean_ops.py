@@ -10,7 +10,8 @@ from mmadapter.adapters import LoRALinear, MonaModule, build_adapter
 from mmadapter.adapters.lean_ops import (ActDropoutLinear,
                                          ProjectedActLinear,
                                          depthwise_weight_grad, dropout_mask,
-                                         pack_mask, unpack_mask)
+                                         dropout_multiplier, pack_mask,
+                                         unpack_mask)
 from mmadapter.adapters.lora import LoRALinearFunction
 from mmadapter.adapters.lorand import LoRandAdapter
 from mmadapter.adapters.mona_function import MonaFunction
@@ -136,6 +137,12 @@ def test_dropout_masks_are_those_of_nn_dropout():
     assert torch.equal(ref == 0, dropped)
     assert 0.05 < dropped.float().mean() < 0.15
     assert dropout_mask(x.shape, 0.1, False, x.device) is None
+    # what nn.Dropout multiplies by, bit for bit, also in bf16
+    assert torch.equal(dropout_multiplier(dropped, 0.1, x.dtype), ref)
+    torch.manual_seed(3)
+    ref = nn.Dropout(0.1).train()(x.bfloat16())
+    assert torch.equal(dropout_multiplier(dropped, 0.1, torch.bfloat16), ref)
+    assert dropout_multiplier(None, 0.1, x.dtype) is None
 
 
 @pytest.mark.parametrize('shape', [(2, 96, 8), (3, 5, 7), (1, ), (2, 9)])

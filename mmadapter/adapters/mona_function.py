@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .lean_ops import (activation_pair, add_residual, apply_mask,
-                       compute_dtype, depthwise_weight_grad, pack_mask,
-                       unpack_mask)
+from .lean_ops import (activation_pair, add_residual, apply_dropout,
+                       compute_dtype, depthwise_weight_grad,
+                       dropout_multiplier, pack_mask, unpack_mask)
 from .scaled_filter import filtered_projection_grads, scaled_filter
 
 
@@ -59,7 +59,7 @@ def _flat(t):
     return t.reshape(-1, t.shape[-1])
 
 
-def _tail_grads(grad_delta, h, mask, p, act, act_grad, tail_params, y,
+def _tail_grads(grad_delta, h, keep, act, act_grad, tail_params, y,
                 grid, d_tokens, stage_out, hw_shape, n):
     """Gradients of ``delta = up(mask(act(stage(h))))``: (grad_h, grads of
     dw_w, dw_b, pw_w, pw_b, up_w, up_b)."""
@@ -68,7 +68,7 @@ def _tail_grads(grad_delta, h, mask, p, act, act_grad, tail_params, y,
     H, W = hw_shape
     grad_up_w = _flat(grad_delta).t().mm(_flat(y))
     grad_up_b = _flat(grad_delta).sum(0)
-    grad_stage = act_grad(apply_mask(grad_delta.matmul(up_w), mask, p),
+    grad_stage = act_grad(apply_dropout(grad_delta.matmul(up_w), keep),
                           stage_out)
     grad_pw_out = grad_stage[:, n:] if n else grad_stage
     grad_pw_w = _flat(grad_pw_out).t().mm(_flat(d_tokens)).view_as(pw_w)
@@ -136,8 +136,9 @@ class MonaFunction(torch.autograd.Function):
         ctx.eps, ctx.scaled, ctx.keep_input = eps, scaled, keep_input
         ctx.down_b_dtype = None if down_b is None else down_b.dtype
         _, _, stage_out = _conv_stage(h, *tail[:4], hw_shape, num_extra)
-        out = add_residual(
-            F.linear(apply_mask(act(stage_out), mask, p), *tail[4:]), x)
+        y = act(stage_out)
+        y = apply_dropout(y, dropout_multiplier(mask, p, y.dtype))
+        out = add_residual(F.linear(y, *tail[4:]), x)
         ctx.mask_shape = None if mask is None else mask.shape
         ctx.save_for_backward(x if keep_input else out, h, pack_mask(mask), *(
             filter_params if scaled else ()), down_w, *tail)
@@ -148,17 +149,18 @@ class MonaFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         saved = list(ctx.saved_tensors)
         x_or_out, h, packed_mask = saved[:3]
-        mask = unpack_mask(packed_mask, ctx.mask_shape)
+        keep = dropout_multiplier(unpack_mask(packed_mask, ctx.mask_shape),
+                                  ctx.p, h.dtype)
         filter_params = saved[3:7] if ctx.scaled else [None] * 4
         down_w, *tail = saved[7 if ctx.scaled else 3:]
         n = ctx.num_extra
         grid, d_tokens, stage_out = _conv_stage(h, *tail[:4], ctx.hw_shape,
                                                 n)
-        y = apply_mask(ctx.act(stage_out), mask, ctx.p)
+        y = apply_dropout(ctx.act(stage_out), keep)
         x = x_or_out if ctx.keep_input else _input_from_output(
             x_or_out, y, *tail[4:])
         grad_h, tail_grads = _tail_grads(
-            grad_out.to(h.dtype), h, mask, ctx.p, ctx.act, ctx.act_grad,
+            grad_out.to(h.dtype), h, keep, ctx.act, ctx.act_grad,
             tail, y, grid, d_tokens, stage_out, ctx.hw_shape, n)
         needs = ctx.needs_input_grad
         grad_x, *filter_grads, grad_down_w, grad_down_b = \
