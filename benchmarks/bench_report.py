@@ -74,8 +74,10 @@ def write_results(results, out_dir):
         f'- peak memory: {results["memory_kind"]}',
         '- times: {train} timed rounds of training steps{more}, the '
         'functions compared taking their calls in turn in one process, after '
-        'warm-up calls; step times are medians, time ratios and margins the '
-        'medians of each round\'s own ratios'.format(
+        'warm-up calls; each timed step or inference call right after an '
+        'untimed one of the same model (its memory as in training); step '
+        'times are medians, time ratios and margins the medians of each '
+        'round\'s own ratios'.format(
             train=results['timed_calls']['train'],
             more='' if not results['mona_op'] else
             ' ({mona_op} Mona op, {inference} inference calls)'.format(

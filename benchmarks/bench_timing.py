@@ -33,18 +33,27 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def round_robin_samples(calls, device, repeats, warmup_rounds=1):
+def round_robin_samples(calls, device, repeats, warmup_rounds=1,
+                        untimed_before=0):
     """Seconds of each of ``calls`` (name -> function) in each of
     ``repeats`` timed rounds (lists in round order).
 
     One round calls every function once; a change in the machine's speed
     during the run (other tenants, clock changes) then hits all of them
     alike instead of skewing a ratio, and each round's own ratios compare
-    calls made seconds apart.
+    calls made seconds apart. ``untimed_before`` untimed calls of the same
+    function come right before each timed one: the timed call then finds
+    its memory as a training run does, touched a step ago. Memory left
+    untouched for seconds, while the other functions ran, costs more to
+    touch again on some machines (this project's CPU machine: 1.4 GB in
+    0.07 s touched again at once, 0.19 s after 5 s, 0.25 s after 20 s),
+    which slows most the function that touches the most memory.
     """
     times = {name: [] for name in calls}
     for round_ in range(warmup_rounds + repeats):
         for name, fn in calls.items():
+            for _ in range(untimed_before):
+                fn()
             sync(device)
             start = time.perf_counter()
             fn()
@@ -54,10 +63,12 @@ def round_robin_samples(calls, device, repeats, warmup_rounds=1):
     return times
 
 
-def round_robin_times(calls, device, repeats, warmup_rounds=1):
+def round_robin_times(calls, device, repeats, warmup_rounds=1,
+                      untimed_before=0):
     """Median seconds of each of ``calls``, timed in turn
     (:func:`round_robin_samples`)."""
-    samples = round_robin_samples(calls, device, repeats, warmup_rounds)
+    samples = round_robin_samples(calls, device, repeats, warmup_rounds,
+                                  untimed_before)
     return {name: statistics.median(t) for name, t in samples.items()}
 
 

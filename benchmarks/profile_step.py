@@ -49,7 +49,9 @@ def profile_methods(bench, methods, device, rounds):
     """Per method, the median over ``rounds`` profiled steps of each
     operator's self time. The methods take their profiled steps in turn
     (after two warm-up steps each), so a change in the machine's load
-    during the run falls on all of them alike."""
+    during the run falls on all of them alike, each right after an
+    unprofiled step of its own (its memory as in training:
+    bench_timing.round_robin_samples)."""
     steps = build_train_steps(bench, methods, device)
     for step in steps.values():
         step()
@@ -57,6 +59,7 @@ def profile_methods(bench, methods, device, rounds):
     runs = {method: [] for method in methods}
     for _ in range(rounds):
         for method, step in steps.items():
+            step()
             runs[method].append(profile_step(step, device))
     profiles = {}
     for method, profs in runs.items():

@@ -89,12 +89,14 @@ SETTING_METHODS = ('Full', FLOOR, 'Mona', 'LoRA', 'AdaptFormer', 'Houlsby')
 def measure_step_times(bench, methods, device_name, repeats):
     """Each method's training-step times (s) in each round, all models in
     this process taking their steps in turn, and the optimizer steps the
-    fp16 loss scaler skipped. Two warm-up rounds: the first step allocates
-    the optimizer state and the allocator settles on the second.
+    fp16 loss scaler skipped. Each timed step right after an untimed one of
+    the same model, as steps follow each other in training; one warm-up
+    round first (the first step allocates the optimizer state).
     """
     device = torch.device(device_name)
     steps = build_train_steps(bench, methods, device)
-    samples = round_robin_samples(steps, device, repeats, warmup_rounds=2)
+    samples = round_robin_samples(steps, device, repeats, warmup_rounds=1,
+                                  untimed_before=1)
     return samples, {m: s.skipped for m, s in steps.items()}
 
 
@@ -128,7 +130,8 @@ def bench_inference(bench, device, repeats):
     with torch.no_grad():
         results = round_robin_times(
             {name: (lambda model=model: model(x))
-             for name, model in models.items()}, device, repeats)
+             for name, model in models.items()}, device, repeats,
+            untimed_before=1)
     return {name: dict(seconds=t, ratio=t / results['stock'])
             for name, t in results.items()}
 

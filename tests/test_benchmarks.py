@@ -141,6 +141,21 @@ def test_compared_functions_are_timed_in_turn():
     assert set(times) == {'a', 'b'} and all(t >= 0 for t in times.values())
 
 
+def test_each_timed_call_can_follow_an_untimed_one_of_its_own():
+    """(so that a training step finds its memory touched a step ago, not
+    cold from the other methods' steps)"""
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    import torch
+    from bench_timing import round_robin_samples
+    calls = []
+    samples = round_robin_samples({'a': lambda: calls.append('a'),
+                                   'b': lambda: calls.append('b')},
+                                  torch.device('cpu'), repeats=2,
+                                  warmup_rounds=1, untimed_before=1)
+    assert calls == ['a', 'a', 'b', 'b'] * 3
+    assert [len(t) for t in samples.values()] == [2, 2]
+
+
 def test_time_margins_are_medians_of_each_rounds_own_margins():
     """A machine that runs a whole round at half speed moves no margin:
     each round's margin compares steps taken seconds apart."""
