@@ -143,11 +143,11 @@ def add_residual(out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
 class ActDropoutLinear(torch.autograd.Function):
     """``residual + scale * linear(dropout(act(h)), weight, bias)`` saving
     ``h`` and the mask (as bits). ``bias`` and ``residual`` may be None; the
-    mask comes from :func:`dropout_mask`. As under autocast, the activation and
-    dropout run in ``h``'s dtype, the linear in :func:`compute_dtype`'s.
-    The scale and the residual add are done in place on the linear's output
-    (a fresh tensor), which the caller could not do on a custom function's
-    output."""
+    mask, of ``h``'s shape, comes from :func:`dropout_mask`. As under
+    autocast, the activation and dropout run in ``h``'s dtype, the linear in
+    :func:`compute_dtype`'s. The scale and the residual add are done in
+    place on the linear's output (a fresh tensor), which the caller could
+    not do on a custom function's output."""
 
     @staticmethod
     def forward(ctx, h, weight, bias, act_module, mask, p, scale=1.0,
@@ -159,7 +159,6 @@ class ActDropoutLinear(torch.autograd.Function):
                       None if residual is None else residual.dtype)
         weight = weight.to(dtype)
         ctx.save_for_backward(h, weight, pack_mask(mask))
-        ctx.mask_shape = None if mask is None else mask.shape
         y = act(h)
         y = apply_dropout(y, dropout_multiplier(mask, p, y.dtype)).to(dtype)
         out = F.linear(y, weight, None if bias is None else bias.to(dtype))
@@ -171,7 +170,7 @@ class ActDropoutLinear(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         h, weight, packed_mask = ctx.saved_tensors
-        keep = dropout_multiplier(unpack_mask(packed_mask, ctx.mask_shape),
+        keep = dropout_multiplier(unpack_mask(packed_mask, h.shape),
                                   ctx.p, h.dtype)
         given = len(ctx.needs_input_grad)  # scale, residual are optional
         needs = ctx.needs_input_grad + (False, ) * (8 - given)

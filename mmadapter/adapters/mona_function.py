@@ -111,8 +111,9 @@ class MonaFunction(torch.autograd.Function):
     """Inputs: ``x``, the filter's (norm weight, norm bias, gamma, gammax:
     all None without the scaled filter), down weight and bias, the fused
     conv stage's (dw weight, dw bias, pw weight, pw bias), up weight and bias,
-    then the activation module, the bool dropout mask (or None), p,
-    hw_shape, num_extra, the LayerNorm's eps and keep_input."""
+    then the activation module, the bool dropout mask of the down
+    projection output's shape (or None), p, hw_shape, num_extra, the
+    LayerNorm's eps and keep_input."""
 
     @staticmethod
     def forward(ctx, x, norm_w, norm_b, gamma, gammax, down_w, down_b, dw_w,
@@ -139,7 +140,6 @@ class MonaFunction(torch.autograd.Function):
         y = act(stage_out)
         y = apply_dropout(y, dropout_multiplier(mask, p, y.dtype))
         out = add_residual(F.linear(y, *tail[4:]), x)
-        ctx.mask_shape = None if mask is None else mask.shape
         ctx.save_for_backward(x if keep_input else out, h, pack_mask(mask), *(
             filter_params if scaled else ()), down_w, *tail)
         return out
@@ -149,7 +149,7 @@ class MonaFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         saved = list(ctx.saved_tensors)
         x_or_out, h, packed_mask = saved[:3]
-        keep = dropout_multiplier(unpack_mask(packed_mask, ctx.mask_shape),
+        keep = dropout_multiplier(unpack_mask(packed_mask, h.shape),
                                   ctx.p, h.dtype)
         filter_params = saved[3:7] if ctx.scaled else [None] * 4
         down_w, *tail = saved[7 if ctx.scaled else 3:]
