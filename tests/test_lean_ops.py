@@ -163,6 +163,16 @@ def test_masks_are_kept_as_bits_and_come_back_unchanged(shape):
     assert pack_mask(None) is None and unpack_mask(None, shape) is None
 
 
+def test_masks_pack_to_the_same_bits_on_big_endian_hosts(monkeypatch):
+    """The byte-order-free path (taken where an int64 is big-endian) gives
+    the bits of the integer-product path."""
+    from mmadapter.adapters import lean_ops
+    mask = torch.rand(3, 40, 8) < 0.3
+    little = pack_mask(mask)
+    monkeypatch.setattr(lean_ops.sys, 'byteorder', 'big')
+    assert torch.equal(pack_mask(mask), little)
+
+
 def test_depthwise_weight_grad_matches_torch():
     for batch in (1, 3):
         x = torch.randn(batch, 6, 9, 11, dtype=torch.float64)
