@@ -1,7 +1,5 @@
 """Peak memory of training steps: CUDA's peak allocation, or on CPU the
 peak resident memory of a fresh process counting live tensors."""
-import multiprocessing as mp
-import os
 import resource
 
 import torch
@@ -50,32 +48,6 @@ def measure_peak_memory(bench, method, device_name, keep_denormals=False,
                                 if p.requires_grad))
     if queue is not None:
         queue.put(result)
-    return result
-
-
-#: What the CPU memory runs' processes start with unless ``--heap-rss``:
-#: every allocation of 128 KiB or more its own mapping, returned to the
-#: system when freed, so that peak RSS counts the tensors alive at the peak
-#: (as torch.cuda.max_memory_allocated does) and not the holes glibc's heap
-#: keeps between them, which move a margin by +-0.03 from run to run.
-LIVE_TENSORS_ENV = {'MALLOC_MMAP_THRESHOLD_': '131072'}
-
-
-def in_subprocess(fn, *args, env=None):
-    """Run ``fn`` in a fresh process (CPU peak memory is per process), with
-    ``env`` added to its environment."""
-    ctx = mp.get_context('spawn')
-    queue = ctx.Queue()
-    proc = ctx.Process(target=fn, args=(*args, queue))
-    saved = dict(os.environ)
-    os.environ.update(env or {})
-    try:
-        proc.start()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    result = queue.get()
-    proc.join()
     return result
 
 

@@ -72,6 +72,14 @@ def write_results(results, out_dir):
         + (f'; setting: {results["setting"]}' if results.get('setting')
            else ''),
         f'- peak memory: {results["memory_kind"]}',
+    ]
+    if results.get('heap'):
+        faults = ', '.join(f'{m} {f:.0f}' for m, f in
+                           results.get('page_faults', {}).items())
+        lines.append(f'- timing processes\' heap: {results["heap"]}'
+                     + (f'; minor page faults a timed step (median): {faults}'
+                        if faults else ''))
+    lines += [
         '- times: {train} timed rounds of training steps{more}, the '
         'functions compared taking their calls in turn in one process, after '
         'warm-up calls; each timed step or inference call right after an '

@@ -2,6 +2,7 @@
 took them."""
 import os
 import platform
+import resource
 import statistics
 import time
 
@@ -33,10 +34,16 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def minor_page_faults():
+    """Pages this process has faulted in so far without reading a disk."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def round_robin_samples(calls, device, repeats, warmup_rounds=1,
-                        untimed_before=0):
+                        untimed_before=0, faults=None):
     """Seconds of each of ``calls`` (name -> function) in each of
-    ``repeats`` timed rounds (lists in round order).
+    ``repeats`` timed rounds (lists in round order); with a dict ``faults``,
+    the minor page faults of each timed call go into it the same way.
 
     One round calls every function once; a change in the machine's speed
     during the run (other tenants, clock changes) then hits all of them
@@ -50,16 +57,21 @@ def round_robin_samples(calls, device, repeats, warmup_rounds=1,
     which slows most the function that touches the most memory.
     """
     times = {name: [] for name in calls}
+    if faults is not None:
+        faults.update({name: [] for name in calls})
     for round_ in range(warmup_rounds + repeats):
         for name, fn in calls.items():
             for _ in range(untimed_before):
                 fn()
             sync(device)
+            faults_before = minor_page_faults()
             start = time.perf_counter()
             fn()
             sync(device)
             if round_ >= warmup_rounds:
                 times[name].append(time.perf_counter() - start)
+                if faults is not None:
+                    faults[name].append(minor_page_faults() - faults_before)
     return times
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, osp.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from bench_models import FLOOR, METHODS, build_train_steps  # noqa: E402
+from bench_process import heap_kind, run_timed  # noqa: E402
 from bench_timing import (flush_denormals, load_average,  # noqa: E402
                           machine_name)
 
@@ -75,7 +76,8 @@ def profile_methods(bench, methods, device, rounds):
     return profiles
 
 
-def report(bench, profiles, device, top, load, rounds, flushed=False):
+def report(bench, profiles, device, top, load, rounds, flushed=False,
+           heap=None):
     floor = profiles[FLOOR]
     h, w = bench['hw']
     lines = [
@@ -85,6 +87,7 @@ def report(bench, profiles, device, top, load, rounds, flushed=False):
         f'device `{device}`, {torch.get_num_threads()} thread(s)'
         + ('; subnormal floats flushed to zero (`--keep-denormals` keeps '
            'them)' if flushed else ''),
+        *([f'- the profiling process\'s heap: {heap}'] if heap else []),
         f'- load average (1, 5, 15 min) at start / end: {load[0]} / '
         f'{load[1]}',
         f'- operator self times (ms per step, torch.profiler; wall time of '
@@ -137,6 +140,9 @@ def main():
                         help='torch threads (default: torch\'s own); one '
                         'thread attributes time more cleanly on a machine '
                         'that other jobs share')
+    parser.add_argument('--default-heap', action='store_true',
+                        help='on CPU, profile with glibc\'s default '
+                        'allocation thresholds (bench_process.STEADY_HEAP_ENV)')
     parser.add_argument('--out-dir', default=HERE)
     args = parser.parse_args()
     if args.threads:
@@ -148,9 +154,13 @@ def main():
                  hw=(size, size), batch=1, amp=None)
     methods = [FLOOR] + [m for m in args.methods if m != FLOOR]
     start = load_average()
-    profiles = profile_methods(bench, methods, device, args.rounds)
+    profiles = run_timed(profile_methods, bench, methods, device,
+                         args.rounds, device=device,
+                         keep_denormals=args.keep_denormals,
+                         default_heap=args.default_heap)
     lines = report(bench, profiles, device, args.top,
-                   (start, load_average()), args.rounds, flushed)
+                   (start, load_average()), args.rounds, flushed,
+                   heap_kind(device, args.default_heap))
     os.makedirs(args.out_dir, exist_ok=True)
     path = osp.join(args.out_dir, ('quick_' if args.quick else '') +
                     f'PROFILE_{device.type}_{size}.md')

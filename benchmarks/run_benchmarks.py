@@ -35,6 +35,7 @@ input sizes), ``results_<run>.json`` and ``tradeoff_<run>.png`` into
 import argparse
 import json
 import os.path as osp
+import statistics
 import sys
 
 import torch
@@ -44,10 +45,11 @@ sys.path.insert(0, osp.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import mmadapter  # noqa: E402,F401
-from bench_memory import (LIVE_TENSORS_ENV, in_subprocess,  # noqa: E402
-                          measure_peak_memory, memory_kind)
+from bench_memory import measure_peak_memory, memory_kind  # noqa: E402
 from bench_models import (ARCHS, METHODS, build_train_steps,  # noqa: E402
                           count_step_flops, make_input)
+from bench_process import (LIVE_TENSORS_ENV, heap_kind,  # noqa: E402
+                           in_subprocess, run_timed)
 from bench_report import FLOOR, plot, write_index, write_results  # noqa: E402,E501
 from bench_stats import add_ratios  # noqa: E402
 from bench_timing import (flush_denormals, load_average,  # noqa: E402
@@ -91,13 +93,15 @@ def measure_step_times(bench, methods, device_name, repeats):
     this process taking their steps in turn, and the optimizer steps the
     fp16 loss scaler skipped. Each timed step right after an untimed one of
     the same model, as steps follow each other in training; one warm-up
-    round first (the first step allocates the optimizer state).
+    round first (the first step allocates the optimizer state). Also the
+    minor page faults of each timed step.
     """
     device = torch.device(device_name)
     steps = build_train_steps(bench, methods, device)
+    faults = {}
     samples = round_robin_samples(steps, device, repeats, warmup_rounds=1,
-                                  untimed_before=1)
-    return samples, {m: s.skipped for m, s in steps.items()}
+                                  untimed_before=1, faults=faults)
+    return samples, {m: s.skipped for m, s in steps.items()}, faults
 
 
 def bench_mona_op(size, device, repeats):
@@ -162,6 +166,10 @@ def main():
                         help='on CPU, measure peak RSS with glibc\'s default '
                         'allocation thresholds (counts heap holes; see '
                         'LIVE_TENSORS_ENV)')
+    parser.add_argument('--default-heap', action='store_true',
+                        help='on CPU, time with glibc\'s default allocation '
+                        'thresholds (large tensors\' pages faulted in again '
+                        'each step; see STEADY_HEAP_ENV)')
     parser.add_argument('--skip-flops', action='store_true',
                         help='do not count each step\'s matmul/conv FLOPs')
     parser.add_argument('--skip-mona-op', action='store_true')
@@ -210,10 +218,13 @@ def main():
     results['timed_calls'] = dict(
         mona_op=1 if args.quick else max(10 * repeats, 20), train=repeats,
         inference=repeats + 2)
+    timed = dict(device=device, keep_denormals=args.keep_denormals,
+                 default_heap=args.default_heap)
+    results['heap'] = heap_kind(device, args.default_heap)
     results['mona_op'] = None if args.setting or args.skip_mona_op \
-        else bench_mona_op(
-        16 if args.quick else bench['hw'][0] // 4, device,
-        results['timed_calls']['mona_op'])
+        else run_timed(bench_mona_op,
+                       16 if args.quick else bench['hw'][0] // 4, device,
+                       results['timed_calls']['mona_op'], **timed)
     if results['mona_op']:
         print('Mona op:', results['mona_op'], flush=True)
     methods = ['Full'] + [m for m in (args.methods or default_methods)
@@ -238,16 +249,18 @@ def main():
                 args.keep_denormals,
                 env=None if args.heap_rss else LIVE_TENSORS_ENV)
         print(method, train[method], flush=True)
-    step_seconds, results['skipped_steps'] = measure_step_times(
-        bench, methods, args.device, repeats)
+    step_seconds, results['skipped_steps'], step_faults = run_timed(
+        measure_step_times, bench, methods, args.device, repeats, **timed)
+    results['page_faults'] = {m: statistics.median(f)
+                              for m, f in step_faults.items()}
     flops = None if args.skip_flops else count_step_flops(bench, methods,
                                                           args.device)
     results['train'] = add_ratios(train, step_seconds, flops)
     for method, r in train.items():
         print(method, r, flush=True)
     results['inference'] = {} if args.skip_inference or args.setting \
-        else bench_inference(bench, device,
-                             results['timed_calls']['inference'])
+        else run_timed(bench_inference, bench, device,
+                       results['timed_calls']['inference'], **timed)
     results['load']['end'] = load_average()
     print('\n'.join(write_results(results, args.out_dir)))
     plot(results, args.out_dir)

@@ -33,6 +33,9 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
     assert results['flush_denormal'] is True
     assert 'subnormal floats flushed to zero' in table
     assert 'MALLOC_MMAP_THRESHOLD_=131072): the tensors alive' in table
+    assert 'MALLOC_MMAP_MAX_=0' in results['heap']
+    assert set(results['page_faults']) == set(results['train'])
+    assert 'minor page faults a timed step (median): Full ' in table
     assert (tmp_path / 'tradeoff_quick_cpu_64.png').stat().st_size > 0
     index = (tmp_path / 'RESULTS.md').read_text().splitlines()
     rows = [line for line in index if line.startswith('| quick_cpu_64 |')]
@@ -98,6 +101,7 @@ def test_step_profile_lists_each_methods_operators_above_the_floor(
     text = (tmp_path / 'quick_PROFILE_cpu_64.md').read_text()
     floor, mona = text.split('## Fixed (grad through blocks)')[1].split(
         '## Mona')
+    assert "the profiling process's heap: freed memory kept" in text
     assert 'MonaFunction' not in floor
     # the tiny Swin's 8 blocks hold 16 Monas: one function call each
     assert '| `MonaFunction` | +16 |' in mona
@@ -186,7 +190,7 @@ def test_cpu_memory_runs_count_live_tensors_not_heap_holes():
     tensors leave no heap holes), and the benchmark's own environment is
     left as it was."""
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
-    from bench_memory import LIVE_TENSORS_ENV, in_subprocess
+    from bench_process import LIVE_TENSORS_ENV, in_subprocess
     name = 'MALLOC_MMAP_THRESHOLD_'
     assert LIVE_TENSORS_ENV == {name: '131072'}
     before = dict(os.environ)
@@ -194,6 +198,47 @@ def test_cpu_memory_runs_count_live_tensors_not_heap_holes():
                          env=LIVE_TENSORS_ENV) == '131072'
     assert dict(os.environ) == before
     assert in_subprocess(report_environment, name) == before.get(name)
+
+
+def refill_freed_tensors(mib=64, steps=8):
+    """Minor page faults of the last of ``steps`` rounds that each allocate,
+    write and free tensors of ``mib`` and ``mib / 4`` MiB (a training
+    step's pattern), the torch threads and whether a subnormal float
+    survives."""
+    import torch
+    from bench_timing import minor_page_faults
+    for _ in range(steps):
+        before = minor_page_faults()
+        big, small = torch.ones(mib * 2 ** 18), torch.ones(mib * 2 ** 16)
+        del big, small
+    return (minor_page_faults() - before, torch.get_num_threads(),
+            torch.tensor([1e-40]).item() != 0)
+
+
+def test_cpu_timing_processes_reuse_freed_memory_instead_of_faulting_it_in():
+    """The steps are timed in a fresh process whose heap keeps what is
+    freed, so once the first steps have grown it a step faults in no pages
+    (glibc's defaults unmap a 64 MiB tensor when it is freed and fault it in
+    again), with the parent's threads and subnormal flushing."""
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    import torch
+    from bench_process import run_timed
+    pages = 64 * 2 ** 20 // os.sysconf('SC_PAGE_SIZE')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        faults, child_threads, subnormal_kept = run_timed(
+            refill_freed_tensors, device='cpu')
+        assert faults < pages / 100 and child_threads == 1
+        assert not subnormal_kept
+        faults, _, subnormal_kept = run_timed(
+            refill_freed_tensors, device='cpu', keep_denormals=True)
+        assert faults < pages / 100 and subnormal_kept
+    finally:
+        torch.set_num_threads(threads)
+    faults, _, _ = run_timed(refill_freed_tensors, device='cpu',
+                             default_heap=True)  # in this process
+    assert faults >= pages
 
 
 def test_cpu_measurements_flush_subnormals_unless_asked_not_to():
