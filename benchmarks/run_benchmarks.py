@@ -26,7 +26,10 @@ state, activations): ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
 growth of the peak resident memory of a fresh subprocess per method from
 before the model is built, with every allocation of 128 KiB or more its own
 mapping so that it counts live tensors as CUDA's does (``--heap-rss``:
-glibc's defaults, heap holes included).
+glibc's defaults, heap holes included). On CPU the timings run in a fresh
+process whose glibc keeps freed memory for reuse, so that, as with CUDA's
+caching allocator, no step faults its tensors' pages in again
+(``bench_process.STEADY_HEAP_ENV``; ``--default-heap``: glibc's defaults).
 
 Writes ``RESULTS_<run>.md`` (a table, naming the machine, torch version and
 input sizes), ``results_<run>.json`` and ``tradeoff_<run>.png`` into
