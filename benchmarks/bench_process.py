@@ -23,10 +23,10 @@ LIVE_TENSORS_ENV = {'MALLOC_MMAP_THRESHOLD_': '131072'}
 #: ceiling: Swin-B 512's MLP hidden layer at stage 1) are mapped when
 #: allocated and unmapped when freed, and the freed top of the heap goes
 #: back to the system past a threshold, so each step faults those pages in
-#: again: ~4 us a page on this project's machine (~1 ms per MiB, six times
-#: what `gelu_backward` takes to compute one), charged to whichever
-#: operator first writes the fresh tensor (`gelu_backward`, `fill_`) and
-#: varying with where the heap's top happens to lie.
+#: again: ~2 us a page on one thread of this project's AMD machine (~0.5 ms
+#: per MiB, 2.5 times what `gelu_backward` takes to compute one), charged
+#: to whichever operator first writes the fresh tensor (`gelu_backward`,
+#: `fill_`) and varying with where the heap's top happens to lie.
 STEADY_HEAP_ENV = {'MALLOC_MMAP_MAX_': '0',
                    'MALLOC_TRIM_THRESHOLD_': str(2 ** 40)}
 
