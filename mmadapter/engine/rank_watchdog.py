@@ -112,17 +112,33 @@ class RankWatchdog:
             'the cause, then restart the job with --resume: it continues '
             'from the last complete checkpoint.')
 
+    def _beats_so_far(self) -> Dict[int, int]:
+        """Each other rank's heartbeat count as the store holds it now, or
+        as this thread last saw it when the store cannot be read."""
+        try:
+            return {rank: self.store.add(self._key('heartbeat', rank), 0)
+                    for rank in range(self.world_size) if rank != self.rank}
+        except Exception:
+            return {rank: count for rank, (count, _, _)
+                    in dict(self._seen).items()}
+
     def wait_for_verdict(self) -> List[int]:
         """After an error here: wait until every other rank has either beaten
-        again or been silent for ``timeout``; the lost ones."""
+        again or been silent for ``timeout``; the lost ones.
+
+        "Again" is against the store's count at the error, not against what
+        this thread had read by then: a rank's last beat before it died may
+        reach this thread only after the error, and is no sign of life."""
         since = time.monotonic()
+        beaten = self._beats_so_far()
         while time.monotonic() - since < self.timeout + 2 * self.interval:
             lost = self.lost_ranks()
             if lost:
                 return lost
-            alive = all(done or when > since for _, when, done
-                        in self._seen.values())
-            if alive and len(self._seen) == self.world_size - 1:
+            seen = dict(self._seen)
+            alive = all(done or count > beaten.get(rank, -1)
+                        for rank, (count, _, done) in seen.items())
+            if alive and len(seen) == self.world_size - 1:
                 return []
             time.sleep(self.interval)
         return self.lost_ranks()
