@@ -253,3 +253,34 @@ def test_cpu_measurements_flush_subnormals_unless_asked_not_to():
         assert torch.tensor([tiny]).item() == 0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_optimizer_step_compares_the_same_update(tmp_path):
+    """The quick optimizer benchmark writes a row per method, and the three
+    AdamW implementations it times make the same update."""
+    run(['benchmarks/optimizer_step.py', '--quick', '--out', str(tmp_path)])
+    table = (tmp_path / 'OPTIMIZER_cpu_quick.md').read_text()
+    for method in ('Full', 'Mona', 'LoRA', 'AdaptFormer', 'Houlsby',
+                   'LoRand'):
+        assert f'| {method} |' in table
+    assert 'per-tensor loop (ms) | foreach (ms) | fused (ms)' in table
+
+    import torch
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    from optimizer_step import IMPLEMENTATIONS
+    torch.manual_seed(0)
+    start = [torch.randn(5, 7), torch.randn(7)]
+    grads = [torch.randn_like(p) for p in start]
+    stepped = []
+    for kwargs in IMPLEMENTATIONS.values():
+        params = [p.clone().requires_grad_() for p in start]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.05, **kwargs)
+        opt.step()
+        opt.step()
+        stepped.append([p.detach() for p in params])
+    for other in stepped[1:]:
+        for a, b, s in zip(stepped[0], other, start):
+            assert not torch.equal(a, s)
+            torch.testing.assert_close(a, b)
