@@ -83,10 +83,13 @@ def train_step_fn(model, x, optimizer, amp=None):
     return step
 
 
+#: The AdamW settings every benchmarked step uses (PyTorch's defaults else).
+ADAMW = dict(lr=1e-4, weight_decay=0.05)
+
+
 def make_optimizer(model):
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05) \
-        if params else None
+    return torch.optim.AdamW(params, **ADAMW) if params else None
 
 
 def make_input(bench, device):

@@ -5,8 +5,8 @@
 
 The training-step benchmark (run_benchmarks.py) steps ``torch.optim.AdamW``
 with PyTorch's defaults: on CPU that is the per-tensor loop, on CUDA the
-multi-tensor (``foreach``) one. This measures, with the same hyper-parameters
-(lr 1e-4, weight decay 0.05) on gradients drawn once, how long one step takes
+multi-tensor (``foreach``) one. This measures, with the same settings
+(``bench_models.ADAMW``) on gradients drawn once, how long one step takes
 with the per-tensor loop, ``foreach=True`` and ``fused=True``, so that what the
 optimizer adds to a method's margin above the floor (which has no trainable
 parameter) can be read apart from what its modules cost. Medians of the
@@ -23,7 +23,7 @@ import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_models import ARCHS, build_backbone  # noqa: E402
+from bench_models import ADAMW, ARCHS, build_backbone  # noqa: E402
 from bench_timing import flush_denormals, machine_name, sync  # noqa: E402
 
 IMPLEMENTATIONS = {
@@ -51,8 +51,7 @@ def step_times(params, device, repeats):
         copies = [p.detach().clone().requires_grad_() for p in params]
         for copy, p in zip(copies, params):
             copy.grad = p.grad.clone()
-        optimizers[name] = torch.optim.AdamW(copies, lr=1e-4,
-                                             weight_decay=0.05, **kwargs)
+        optimizers[name] = torch.optim.AdamW(copies, **ADAMW, **kwargs)
     times = {name: [] for name in optimizers}
     for round_ in range(repeats + 2):  # two warm-up rounds (state built)
         for name, opt in optimizers.items():
