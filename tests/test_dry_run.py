@@ -6,6 +6,8 @@ import json
 import math
 import os.path as osp
 import subprocess
+import sys
+import time
 
 import pytest
 from mmengine.config import Config
@@ -96,3 +98,38 @@ def test_dry_run_all_lists_the_table_configs_and_records_their_code(
     assert module.code_version().rstrip('+') == subprocess.run(
         ['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'],
         capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'),
+                    reason='PR_SET_PDEATHSIG is Linux-only')
+def test_a_killed_dry_run_leaves_no_training_behind(tmp_path):
+    """run_measured's child dies with the dry run (a test's timeout kills
+    only the dry run: its training used to run on for minutes)."""
+    script = tmp_path / 'parent.py'
+    pid_file = tmp_path / 'child.pid'
+    script.write_text(
+        'import runpy, sys\n'
+        f'tool = runpy.run_path({osp.join(REPO, "tools", "analysis", "dry_run.py")!r})\n'
+        'tool["run_measured"]([sys.executable, "-c", '
+        f'"import os, time; open({str(pid_file)!r}, \'w\').write(str(os.getpid())); '
+        'time.sleep(120)"], '
+        f'{str(tmp_path / "log.txt")!r})\n')
+    parent = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.time() < deadline and parent.poll() is None
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while osp.exists(f'/proc/{child}') and time.time() < deadline:
+        with open(f'/proc/{child}/stat') as f:
+            if f.read().split(') ')[1].startswith('Z'):
+                break  # dead, not yet reaped by init
+        time.sleep(0.1)
+    alive = osp.exists(f'/proc/{child}')
+    if alive:
+        with open(f'/proc/{child}/stat') as f:
+            alive = not f.read().split(') ')[1].startswith('Z')
+    assert not alive, 'the dry run\'s child outlived it'

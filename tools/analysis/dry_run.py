@@ -115,11 +115,24 @@ def run_measured(command, log_path):
     start = time.time()
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=REPO, env=tool_env())
+                                cwd=REPO, env=tool_env(),
+                                preexec_fn=die_with_parent)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return (proc.returncode, time.time() - start,
             usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20)
+
+
+def die_with_parent():
+    """In the child (Linux): be killed when this process dies, so that a
+    dry run killed from outside (a test's timeout, a scheduler's limit)
+    leaves no training running on without it."""
+    if sys.platform.startswith('linux'):
+        import ctypes
+        import signal
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG,
+                                                signal.SIGKILL)
 
 
 def tool_env():
