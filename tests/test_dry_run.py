@@ -100,19 +100,30 @@ def test_dry_run_all_lists_the_table_configs_and_records_their_code(
         capture_output=True, text=True).stdout.strip()
 
 
+def _running(pid):
+    """Whether process ``pid`` exists and has not exited (a zombie waiting
+    to be reaped has)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return not f.read().rsplit(') ', 1)[1].startswith('Z')
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.skipif(not sys.platform.startswith('linux'),
                     reason='PR_SET_PDEATHSIG is Linux-only')
 def test_a_killed_dry_run_leaves_no_training_behind(tmp_path):
     """run_measured's child dies with the dry run (a test's timeout kills
     only the dry run: its training used to run on for minutes)."""
-    script = tmp_path / 'parent.py'
+    tool = osp.join(REPO, 'tools', 'analysis', 'dry_run.py')
     pid_file = tmp_path / 'child.pid'
+    child_code = (f'import os, time; open({str(pid_file)!r}, "w")'
+                  '.write(str(os.getpid())); time.sleep(120)')
+    script = tmp_path / 'parent.py'
     script.write_text(
         'import runpy, sys\n'
-        f'tool = runpy.run_path({osp.join(REPO, "tools", "analysis", "dry_run.py")!r})\n'
-        'tool["run_measured"]([sys.executable, "-c", '
-        f'"import os, time; open({str(pid_file)!r}, \'w\').write(str(os.getpid())); '
-        'time.sleep(120)"], '
+        f'tool = runpy.run_path({tool!r})\n'
+        f'tool["run_measured"]([sys.executable, "-c", {child_code!r}], '
         f'{str(tmp_path / "log.txt")!r})\n')
     parent = subprocess.Popen([sys.executable, str(script)])
     deadline = time.time() + 60
@@ -123,13 +134,6 @@ def test_a_killed_dry_run_leaves_no_training_behind(tmp_path):
     parent.kill()
     parent.wait()
     deadline = time.time() + 10
-    while osp.exists(f'/proc/{child}') and time.time() < deadline:
-        with open(f'/proc/{child}/stat') as f:
-            if f.read().split(') ')[1].startswith('Z'):
-                break  # dead, not yet reaped by init
+    while _running(child) and time.time() < deadline:
         time.sleep(0.1)
-    alive = osp.exists(f'/proc/{child}')
-    if alive:
-        with open(f'/proc/{child}/stat') as f:
-            alive = not f.read().split(') ')[1].startswith('Z')
-    assert not alive, 'the dry run\'s child outlived it'
+    assert not _running(child), "the dry run's child outlived it"
