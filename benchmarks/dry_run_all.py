@@ -68,7 +68,8 @@ def run_one(config: str, args) -> dict:
     command = [sys.executable,
                osp.join(REPO, 'tools', 'analysis', 'dry_run.py'),
                osp.join(REPO, config), '--work-dir', work_dir,
-               '--iters', str(args.iters), '--num-val', str(args.num_val)]
+               '--iters', str(args.iters), '--num-val', str(args.num_val),
+               '--precision', args.precision]
     start = time.time()
     try:
         proc = subprocess.run(command, cwd=REPO, capture_output=True,
@@ -103,6 +104,10 @@ def write_table(results, machine, tag, args):
             continue
         precision = 'AMP (bf16 autocast on CPU)' if r['amp'] and tag == 'cpu' \
             else ('AMP' if r['amp'] else 'fp32')
+        if not r['amp'] and r.get('precision_note'):
+            precision = 'fp32 in place of AMP (no fast bf16 on this CPU)' \
+                if 'bfloat16 kernels' in r['precision_note'] else \
+                'fp32 in place of AMP (--precision fp32)'
         cuda = f"{r['cuda_peak_mib']:,}" if r.get('cuda_peak_mib') else ''
         rows.append(
             f"| `{r['config']}` | {r['dataset']} {r['image_size']} | "
@@ -147,6 +152,8 @@ def parse_args(argv=None):
     parser.add_argument('--num-val', type=int, default=2)
     parser.add_argument('--timeout', type=int, default=1800,
                         help='seconds per config')
+    parser.add_argument('--precision', choices=['auto', 'config', 'fp32'],
+                        default='auto', help="dry_run.py's --precision")
     parser.add_argument('--resume', action='store_true',
                         help='skip configs already in the results JSON')
     return parser.parse_args(argv)

@@ -8,9 +8,11 @@ import torch.distributed as torch_dist
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 
 from e2e_utils import REPO, data_root_options, free_port, run_tool, toy_data
 from mmadapter.engine import cli
+from mmadapter.engine import amp
 from mmadapter.engine.amp import CPUAmpOptimWrapper
 from mmadapter.engine.data_paths import (DatasetNotFoundError,
                                          check_dataset_paths, leaf_datasets)
@@ -219,6 +221,35 @@ def test_amp_on_cpu_uses_bfloat16_autocast(toy_voc, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match='bfloat16'):
         CPUAmpOptimWrapper(dtype='float16', optimizer=torch.optim.SGD(
             model.parameters(), lr=0.1))
+
+
+@no_cuda
+@pytest.mark.parametrize('fast_bf16', [True, False])
+def test_amp_on_a_cpu_without_bfloat16_kernels_warns_of_the_slowdown(
+        fast_bf16, monkeypatch):
+    messages = []
+    monkeypatch.setattr(amp, 'cpu_has_bfloat16_kernels', lambda: fast_bf16)
+    monkeypatch.setattr(amp, 'print_log',
+                        lambda msg, **kwargs: messages.append(msg))
+    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper',
+                                         loss_scale='dynamic')))
+    amp.fit_amp_to_device(cfg)
+    assert cfg.optim_wrapper.type == 'mmadapter.CPUAmpOptimWrapper'
+    slow = [m for m in messages if 'no fast bfloat16 kernels' in m]
+    assert len(slow) == (0 if fast_bf16 else 1)
+    if slow:
+        assert '50x slower' in slow[0] and 'without --amp' in slow[0]
+
+
+def test_the_float32_form_of_an_amp_optim_wrapper_builds():
+    plain = amp.float32_optim_wrapper(dict(
+        type='AmpOptimWrapper', loss_scale='dynamic', dtype='float16',
+        optimizer=dict(type='SGD', lr=0.1), clip_grad=dict(max_norm=1.0)))
+    assert plain == dict(type='OptimWrapper',
+                         optimizer=dict(type='SGD', lr=0.1),
+                         clip_grad=dict(max_norm=1.0))
+    wrapper = build_optim_wrapper(nn.Linear(2, 2), plain)
+    assert type(wrapper) is OptimWrapper
 
 
 # -------------------------------------------------- detection / segmentation

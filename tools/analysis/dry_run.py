@@ -16,6 +16,13 @@ in the main process (num_workers=0) so that time and memory are the
 model's. The generated images (tools/misc/make_toy_data.py) are
 VOC-like 500x375, COCO-like 640x480 (the real pipeline then resizes them,
 e.g. to 1333x800) and ADE20K-like 683x512.
+
+Precision: the config's (AMP configs and ``--amp``: fp16 autocast on CUDA,
+bfloat16 on a CPU), except on a CPU without fast bfloat16 kernels (no AVX-512
+or AMX, e.g. an AVX2 AMD EPYC), where bfloat16 matmuls are ~50x slower than
+float32 and a real-size AMP dry run takes over 20 minutes: there it trains
+in float32 and says so (``--precision config`` keeps the autocast,
+``--precision fp32`` asks for float32 anywhere).
 """
 import argparse
 import importlib.util
@@ -27,12 +34,16 @@ import subprocess
 import sys
 import time
 from glob import glob
+from typing import Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone: use this checkout's package
 
+import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
+from mmadapter.engine.amp import (cpu_has_bfloat16_kernels,  # noqa: E402
+                                  float32_optim_wrapper, is_amp)
 from mmadapter.engine.data_paths import LOADERS, config_datasets  # noqa: E402
 
 #: dataset class -> (generator, image size W x H of the real dataset)
@@ -78,9 +89,29 @@ def generate_data(kind: str, out_dir: str, num_train: int,
                   img_size=IMAGE_SIZES[kind], **options)['root']
 
 
-def dry_run_config(config: str, kind: str, iters: int) -> str:
+def choose_precision(precision: str, amp_config: bool, cuda: bool,
+                     bf16_kernels: bool):
+    """(train under autocast?, a note for the user or None) for
+    ``--precision`` and a config that asks for AMP (``amp_config``)."""
+    if not amp_config:
+        return False, None
+    if precision == 'fp32':
+        return False, ('dry run: float32 (--precision fp32), not the '
+                       "config's mixed precision.")
+    if precision == 'auto' and not cuda and not bf16_kernels:
+        return False, (
+            'dry run: this CPU has no fast bfloat16 kernels (oneDNN needs '
+            'AVX-512 or AMX), so bfloat16 autocast would run its matmuls '
+            "~50x slower: the config's mixed precision is replaced by "
+            'float32 here (--precision config keeps the autocast).')
+    return True, None
+
+
+def dry_run_config(config: str, kind: str, iters: int,
+                   optim_wrapper: Optional[dict] = None) -> str:
     """The overrides of the dry run, as a config file inheriting
-    ``config`` (kept in the work directory, so the run can be repeated)."""
+    ``config`` (kept in the work directory, so the run can be repeated);
+    ``optim_wrapper`` replaces the config's (float32 for an AMP one)."""
     lines = [
         f'_base_ = [{osp.abspath(config)!r}]',
         '# dry run of the config above (tools/analysis/dry_run.py):',
@@ -106,6 +137,9 @@ def dry_run_config(config: str, kind: str, iters: int) -> str:
         # about 1/81, under the 0.05 threshold: keep its detections, so
         # that CocoMetric evaluates them instead of reporting no results
         lines.append('model.update(test_cfg=dict(rcnn=dict(score_thr=0.0)))')
+    if optim_wrapper is not None:
+        lines.append(
+            f'optim_wrapper = {dict(_delete_=True, **optim_wrapper)!r}')
     return '\n'.join(lines) + '\n'
 
 
@@ -189,6 +223,11 @@ def parse_args(argv=None):
                         help='generated test images (2)')
     parser.add_argument('--amp', action='store_true',
                         help="tools/train.py's --amp")
+    parser.add_argument(
+        '--precision', choices=['auto', 'config', 'fp32'], default='auto',
+        help="auto (default): the config's, but float32 instead of AMP on a "
+        'CPU without fast bfloat16 kernels; config: always the '
+        "config's (and --amp); fp32: always float32")
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='more --cfg-options for both tools')
     return parser.parse_args(argv)
@@ -210,16 +249,26 @@ def main(argv=None):
     if pretrained:
         print(RANDOM_WEIGHTS_NOTE.format(pretrained), flush=True)
 
+    amp, precision_note = choose_precision(
+        args.precision, args.amp or is_amp(cfg.optim_wrapper),
+        torch.cuda.is_available(), cpu_has_bfloat16_kernels())
+    if precision_note:
+        print(precision_note, flush=True)
+    optim_wrapper = None
+    if not amp and is_amp(cfg.optim_wrapper):
+        optim_wrapper = float32_optim_wrapper(cfg.optim_wrapper.to_dict())
+
     data_root = generate_data(kind, osp.join(work_dir, 'data'),
                               args.num_train, args.num_val)
     derived = osp.join(work_dir, f'dry_run_{name}.py')
     with open(derived, 'w') as f:
-        f.write(dry_run_config(args.config, kind, args.iters))
+        f.write(dry_run_config(args.config, kind, args.iters, optim_wrapper))
     options = ['--cfg-options', f'data_root={data_root}', *args.cfg_options]
     python = sys.executable
     train_dir = osp.join(work_dir, 'train')
     train_cmd = [python, osp.join(REPO, 'tools', 'train.py'), derived,
-                 '--work-dir', train_dir, *(['--amp'] * args.amp), *options]
+                 '--work-dir', train_dir, *(['--amp'] * (args.amp and amp)),
+                 *options]
     print(f'training {args.iters} iterations: {" ".join(train_cmd)}',
           flush=True)
     code, train_s, train_cpu_s, train_rss = run_measured(
@@ -262,7 +311,7 @@ def main(argv=None):
         metrics=test_metrics(test_dir),
         train_wall_s=round(train_s, 1), test_wall_s=round(test_s, 1),
         train_cpu_s=round(train_cpu_s, 1), test_cpu_s=round(test_cpu_s, 1),
-        amp=bool(args.amp) or 'Amp' in str(cfg.optim_wrapper.get('type')),
+        amp=amp, precision_note=precision_note,
         random_backbone_weights=True, work_dir=work_dir)
     with open(osp.join(work_dir, 'dry_run.json'), 'w') as f:
         json.dump(result, f, indent=1)
