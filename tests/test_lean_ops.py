@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmadapter.adapters import LoRALinear, MonaModule, build_adapter
+from mmadapter.adapters import LoRALinear, MonaModule, build_adapter, lean_ops
 from mmadapter.adapters.lean_ops import (ActDropoutLinear,
                                          ProjectedActLinear,
                                          depthwise_weight_grad, dropout_mask,
@@ -125,6 +125,55 @@ def test_lean_forward_matches_reference_under_cpu_autocast(name):
         with torch.autocast('cpu', dtype=torch.bfloat16):
             results.append(run(fn, x, params))
     assert_same(*results, tol=dict(atol=2e-2, rtol=2e-2), atol_of_max=1e-2)
+
+
+@pytest.mark.parametrize('p', [0.1, 0.3, 1 / 3, 0.999])
+@pytest.mark.parametrize('shape', [(1, ), (3, 7, 5), (2, 1000)])
+def test_dropout_masks_and_rng_state_follow_nn_dropout(p, shape):
+    """Whichever way the mask is drawn, a seed gives nn.Dropout's mask and
+    leaves the generator where nn.Dropout leaves it (later draws, e.g.
+    DropPath's, unchanged)."""
+    torch.manual_seed(11)
+    ref = nn.Dropout(p).train()(torch.ones(shape)) == 0
+    state_after_ref = torch.get_rng_state()
+    torch.manual_seed(11)
+    dropped = dropout_mask(shape, p, True, 'cpu')
+    assert torch.equal(dropped, ref)
+    assert torch.equal(torch.get_rng_state(), state_after_ref)
+
+
+def test_mask_draw_detects_a_bernoulli_that_draws_otherwise(monkeypatch):
+    """The fast draw is used only where it gives bernoulli_'s masks: with
+    a bernoulli_ that draws otherwise (MKL's, on Intel CPUs) the check
+    fails and dropout_mask calls bernoulli_."""
+    calls = []
+    stock = torch.Tensor.bernoulli_
+
+    def other_bernoulli_(self, p, generator=None):
+        calls.append(p)
+        torch.rand(3, generator=generator)  # another use of the stream
+        return stock(self, p, generator=generator)
+
+    assert lean_ops._bernoulli_is_serial.__wrapped__() == \
+        lean_ops._bernoulli_is_serial()
+    monkeypatch.setattr(torch.Tensor, 'bernoulli_', other_bernoulli_)
+    assert not lean_ops._bernoulli_is_serial.__wrapped__()
+    monkeypatch.setattr(lean_ops, '_bernoulli_is_serial', lambda: False)
+    calls.clear()
+    dropout_mask((4, 5), 0.1, True, 'cpu')
+    assert calls == [0.9]
+
+
+def test_fast_mask_draw_is_used_where_it_matches(monkeypatch):
+    if not lean_ops._bernoulli_is_serial():
+        pytest.skip('this PyTorch/CPU draws bernoulli_ otherwise (MKL)')
+
+    def no_bernoulli_(*args, **kwargs):
+        raise AssertionError('bernoulli_ called')
+
+    monkeypatch.setattr(torch.Tensor, 'bernoulli_', no_bernoulli_)
+    torch.manual_seed(0)
+    assert dropout_mask((4, 5), 0.1, True, 'cpu').shape == (4, 5)
 
 
 def test_dropout_masks_are_those_of_nn_dropout():
