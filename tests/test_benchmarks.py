@@ -284,3 +284,21 @@ def test_optimizer_step_compares_the_same_update(tmp_path):
         for a, b, s in zip(stepped[0], other, start):
             assert not torch.equal(a, s)
             torch.testing.assert_close(a, b)
+
+
+def test_mask_draw_compares_the_two_draws_step_for_step():
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    import mask_draw
+    from mmadapter.adapters import lean_ops
+    if not lean_ops._bernoulli_is_serial():
+        pytest.skip('this PyTorch/CPU draws bernoulli_ with MKL')
+    seen = []
+    for words in (False, True):
+        mask_draw.with_draw(
+            lambda: seen.append(lean_ops._bernoulli_is_serial()), words)()
+    assert seen == [False, True]
+    assert lean_ops._bernoulli_is_serial()  # restored after each call
+    per_million, rows = mask_draw.measure(32, 1)
+    assert set(per_million) == {'bernoulli_', 'words'}
+    assert set(rows) == set(mask_draw.METHODS)
+    assert all(r['bernoulli'] > 0 and r['words'] > 0 for r in rows.values())
