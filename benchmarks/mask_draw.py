@@ -25,6 +25,7 @@ from bench_timing import (flush_denormals, load_average,  # noqa: E402
 from mmadapter.adapters import lean_ops  # noqa: E402
 
 METHODS = ('Mona', 'Houlsby', 'AdaptFormer')
+_words_check = lean_ops._bernoulli_is_serial
 
 
 def with_draw(fn, words: bool):
@@ -39,17 +40,13 @@ def with_draw(fn, words: bool):
     return call
 
 
-_words_check = lean_ops._bernoulli_is_serial
-
-
 def measure(size, repeats):
     cpu = torch.device('cpu')
-    draws = {
-        'bernoulli_': with_draw(
-            lambda: lean_ops.dropout_mask((1 << 20, ), 0.1, True, cpu), False),
-        'words': with_draw(
-            lambda: lean_ops.dropout_mask((1 << 20, ), 0.1, True, cpu), True),
-    }
+    def draw():
+        return lean_ops.dropout_mask((1 << 20, ), 0.1, True, cpu)
+
+    draws = {'bernoulli_': with_draw(draw, False),
+             'words': with_draw(draw, True)}
     per_million = {k: statistics.median(v) for k, v in round_robin_samples(
         draws, cpu, 31, warmup_rounds=3).items()}
     bench = dict(arch='Swin-B', hw=(size, size), batch=1, amp=None)
@@ -92,7 +89,8 @@ def main():
         '- one million values: bernoulli_ '
         f'{per_million["bernoulli_"] * 1e3:.2f} ms, words '
         f'{per_million["words"] * 1e3:.2f} ms (medians of 31)',
-        f'- training steps: {args.repeats} rounds, the six step functions in '
+        f'- training steps: {args.repeats} rounds, the '
+        f'{2 * len(METHODS)} step functions in '
         'turn, each timed step after an untimed one; "saved" is the median '
         'of the rounds\' paired differences', '',
         '| method | step, bernoulli_ (s) | step, words (s) | saved (ms) |',

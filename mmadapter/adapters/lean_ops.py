@@ -47,8 +47,9 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 def dropout_mask(shape, p: float, training: bool,
                  device) -> Optional[torch.Tensor]:
     """Where ``nn.Dropout(p)`` would zero a tensor of ``shape``: True where
-    dropped (bool), or None when dropout is off. Drawn as nn.Dropout draws
-    its keep mask (``bernoulli_(1 - p)``), so a seed gives the same mask."""
+    dropped (bool), or None when dropout is off. A seed gives nn.Dropout's
+    mask: drawn as it draws its keep mask (``bernoulli_(1 - p)``), or on CPU
+    from the same random words where :func:`_bernoulli_is_serial`."""
     if not training or p == 0:
         return None
     if torch.device(device).type == 'cpu' and _bernoulli_is_serial():
