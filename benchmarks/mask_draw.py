@@ -42,6 +42,7 @@ def with_draw(fn, words: bool):
 
 def measure(size, repeats):
     cpu = torch.device('cpu')
+
     def draw():
         return lean_ops.dropout_mask((1 << 20, ), 0.1, True, cpu)
 
