@@ -218,7 +218,8 @@ class Mona(AdapterSpec):
         recompute: in training, keep only each Mona's input for backward and
             recompute its activations there (same values and gradients). The
             default keeps no full-width tensor of its own (see
-            :mod:`.mona_function`) but a bottleneck-wide one and a mask;
+            :mod:`.mona_function`) but three bottleneck-wide ones and a
+            mask;
             this keeps the C-wide input instead, so it saves memory only
             where the bottleneck is wider than the channels, at the cost of
             re-running the module (Swin-B 512: +0.02 of Full's peak memory

@@ -1,5 +1,5 @@
 """A whole Mona module as one autograd function that keeps, per token, its
-output, its down projection's output and its dropout mask (as bits) for
+output, three bottleneck-wide tensors and its dropout mask (as bits) for
 backward.
 
 ``out = x + up(dropout(act(pw(dw(down(filter(x)))))))``, with ``filter`` the
@@ -11,8 +11,14 @@ What backward needs and where it comes from:
 
 * the conv stage's inputs, the activation's input and the dropout output
   (four bottleneck-wide tensors under plain autograd, and a float mask):
-  recomputed from ``h = down(filter(x))`` and the mask, a depthwise conv
-  and a bottleneck-square matmul per token;
+  the depthwise conv's input ``h = down(filter(x))``, the 1x1 conv's input
+  and the activation's input are kept, the dropout output is recomputed
+  from the activation's input and the mask (two elementwise passes). Also
+  recomputing the conv stage from ``h`` (a depthwise conv and a
+  bottleneck-square matmul a token) kept two of these tensors fewer, 0.026
+  of Full's peak memory on Swin-B at 512, and took 0.013 of Full's step
+  time on a 2-core CPU (benchmarks/PROFILE_FINDINGS.md, ninth round): the
+  time is the scarcer of the two above the floor;
 * ``x`` (for the filter's backward and the down projection's weight
   gradient): a Mona sits on the residual stream, and the next LayerNorm keeps
   the Mona's output for its own backward anyway, so this keeps that same
@@ -37,22 +43,29 @@ from .lean_ops import (activation_pair, add_residual, apply_dropout,
 from .scaled_filter import filtered_projection_grads, scaled_filter
 
 
-def _conv_stage(h, dw_w, dw_b, pw_w, pw_b, hw_shape, num_extra):
-    """(depthwise input grid, 1x1 input tokens, conv stage output tokens)."""
+def _patch_grid(h, hw_shape, num_extra):
+    """The patch tokens of ``h`` as the depthwise conv's (B, C, H, W)
+    input: channels-last (a free view) on CPU, where oneDNN's depthwise conv
+    is fastest in that layout; contiguous on CUDA, where cuDNN's is
+    (RESULTS_cuda_512.md)."""
     B, N, C = h.shape
     H, W = hw_shape
     patches = h[:, num_extra:] if num_extra else h
-    # channels-last (a free view): oneDNN's depthwise conv is fastest in
-    # that layout; cuDNN's in the contiguous one (RESULTS_cuda_512.md).
     grid = patches.reshape(B, H, W, C).permute(0, 3, 1, 2)
-    if grid.is_cuda:
-        grid = grid.contiguous()
+    return grid.contiguous() if grid.is_cuda else grid
+
+
+def _conv_stage(h, dw_w, dw_b, pw_w, pw_b, hw_shape, num_extra):
+    """(1x1 input tokens, conv stage output tokens)."""
+    B, N, C = h.shape
+    H, W = hw_shape
+    grid = _patch_grid(h, hw_shape, num_extra)
     d = F.conv2d(grid, dw_w, dw_b, padding=dw_w.shape[-1] // 2, groups=C)
     d_tokens = d.permute(0, 2, 3, 1).reshape(B, H * W, C)
     out = F.linear(d_tokens, pw_w.view(C, C), pw_b)
     if num_extra:
         out = torch.cat([h[:, :num_extra], out], dim=1)
-    return grid, d_tokens, out
+    return d_tokens, out
 
 
 def _flat(t):
@@ -74,7 +87,8 @@ def _tail_grads(grad_delta, h, keep, act, act_grad, tail_params, y,
     grad_pw_w = _flat(grad_pw_out).t().mm(_flat(d_tokens)).view_as(pw_w)
     grad_pw_b = _flat(grad_pw_out).sum(0)
     grad_d_tokens = grad_pw_out.matmul(pw_w.view(C, C))
-    grad_dw_b = _flat(grad_d_tokens).sum(0)
+    # the sum over tokens of grad_pw_out @ pw_w, without a pass over them
+    grad_dw_b = grad_pw_b.matmul(pw_w.view(C, C))
     grad_d = grad_d_tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
     if grad_d.is_cuda:
         grad_d = grad_d.contiguous()
@@ -136,26 +150,27 @@ class MonaFunction(torch.autograd.Function):
             num_extra
         ctx.eps, ctx.scaled, ctx.keep_input = eps, scaled, keep_input
         ctx.down_b_dtype = None if down_b is None else down_b.dtype
-        _, _, stage_out = _conv_stage(h, *tail[:4], hw_shape, num_extra)
+        d_tokens, stage_out = _conv_stage(h, *tail[:4], hw_shape, num_extra)
         y = act(stage_out)
         y = apply_dropout(y, dropout_multiplier(mask, p, y.dtype))
         out = add_residual(F.linear(y, *tail[4:]), x)
-        ctx.save_for_backward(x if keep_input else out, h, pack_mask(mask), *(
-            filter_params if scaled else ()), down_w, *tail)
+        ctx.save_for_backward(x if keep_input else out, h, d_tokens,
+                              stage_out, pack_mask(mask), *(
+                                  filter_params if scaled else ()), down_w,
+                              *tail)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         saved = list(ctx.saved_tensors)
-        x_or_out, h, packed_mask = saved[:3]
+        x_or_out, h, d_tokens, stage_out, packed_mask = saved[:5]
         keep = dropout_multiplier(unpack_mask(packed_mask, h.shape),
                                   ctx.p, h.dtype)
-        filter_params = saved[3:7] if ctx.scaled else [None] * 4
-        down_w, *tail = saved[7 if ctx.scaled else 3:]
+        filter_params = saved[5:9] if ctx.scaled else [None] * 4
+        down_w, *tail = saved[9 if ctx.scaled else 5:]
         n = ctx.num_extra
-        grid, d_tokens, stage_out = _conv_stage(h, *tail[:4], ctx.hw_shape,
-                                                n)
+        grid = _patch_grid(h, ctx.hw_shape, n)
         y = apply_dropout(ctx.act(stage_out), keep)
         x = x_or_out if ctx.keep_input else _input_from_output(
             x_or_out, y, *tail[4:])
