@@ -302,16 +302,18 @@ def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor,
     groups=C)`` (stride 1, square kernel) given its output gradient.
 
     ``grad_w[c, i, j] = sum_{b,h,w} pad(x)[b, c, h + i, w + j] *
-    grad_out[b, c, h, w]``: per sample, the depthwise conv of the input
-    (padded by the conv, no padded copy) with the output gradient as each
-    group's kernel, summed over the batch. One conv per sample: folding the
-    batch into the groups' input channels instead took ~10x as long at
-    batch 2 (oneDNN, 64 channels of 32x32 to 128x128).
+    grad_out[b, c, h, w]``: per sample, the depthwise conv of the padded
+    input with the output gradient as each group's kernel, summed over the
+    batch. One conv per sample: folding the batch into the groups' input
+    channels took ~10x as long at batch 2 (oneDNN, 64 channels of 32x32 to
+    128x128). The input is padded here, not by the conv: oneDNN's padded
+    conv with a kernel this large raised Swin-B's peak memory by 42 MiB.
     """
     B, C, H, W = grad_out.shape
+    padded = F.pad(x, [padding] * 4)
     grad = None
     for b in range(B):
         kernel = grad_out[b:b + 1].transpose(0, 1)  # (C, 1, H, W)
-        one = F.conv2d(x[b:b + 1], kernel, padding=padding, groups=C)
+        one = F.conv2d(padded[b:b + 1], kernel, groups=C)
         grad = one if grad is None else grad.add_(one)
     return grad.reshape(C, 1, kernel_size, kernel_size)
