@@ -302,3 +302,25 @@ def test_mask_draw_compares_the_two_draws_step_for_step():
     assert set(per_million) == {'bernoulli_', 'words'}
     assert set(rows) == set(mask_draw.METHODS)
     assert all(r['bernoulli'] > 0 and r['words'] > 0 for r in rows.values())
+
+
+def test_kernel_choices_compare_equal_results():
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    import kernel_choices
+    import torch
+    rows = kernel_choices.measure(grids=(8, ), batches=(1, 2), values=4096,
+                                  repeats=1)
+    assert set(rows) == {'8x8, batch 1', '8x8, batch 2', 'mask words',
+                         'dropout multiplier'}
+    assert all(lean > 0 and other > 0 for lean, other, _ in rows.values())
+    # a pair that computes something else is refused, masks to the bit
+    with pytest.raises(AssertionError):
+        kernel_choices.check_same({'off': (lambda: torch.ones(3),
+                                           lambda: torch.zeros(3))})
+    def draw():  # the same mask twice: each draw from the same state
+        return torch.rand(64) < 0.5
+
+    kernel_choices.check_same({'mask': (draw, draw)})
+    with pytest.raises(AssertionError):
+        kernel_choices.check_same({'mask': (
+            draw, lambda: torch.rand(64) >= 0.5)})

@@ -15,10 +15,11 @@ What backward needs and where it comes from:
   and the activation's input are kept, the dropout output is recomputed
   from the activation's input and the mask (two elementwise passes). Also
   recomputing the conv stage from ``h`` (a depthwise conv and a
-  bottleneck-square matmul a token) kept two of these tensors fewer, 0.026
-  of Full's peak memory on Swin-B at 512, and took 0.013 of Full's step
-  time on a 2-core CPU (benchmarks/PROFILE_FINDINGS.md, ninth round): the
-  time is the scarcer of the two above the floor;
+  bottleneck-square matmul a token) kept two of these tensors fewer, 0.025
+  of Full's peak memory on Swin-B at 512, for ~0.01-0.015 of Full's step
+  time on a 2-core CPU by the operators' profile
+  (benchmarks/PROFILE_FINDINGS.md, ninth round): time is the margin Mona
+  misses, memory the one with room;
 * ``x`` (for the filter's backward and the down projection's weight
   gradient): a Mona sits on the residual stream, and the next LayerNorm keeps
   the Mona's output for its own backward anyway, so this keeps that same
