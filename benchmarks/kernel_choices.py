@@ -38,10 +38,12 @@ KERNEL, CHANNELS, GRIDS = 7, 64, (128, 64, 32, 16)
 
 
 def folded_weight_grad(x, grad_out, kernel_size, padding):
-    """The batch folded into the groups' input channels: one conv."""
+    """The batch folded into the groups' input channels: one conv (what
+    lean_ops did before)."""
     B, C, H, W = grad_out.shape
     xp = F.pad(x, [padding] * 4)
-    xp = xp.transpose(0, 1).reshape(1, C * B, *xp.shape[2:])
+    if B > 1:
+        xp = xp.transpose(0, 1).reshape(1, C * B, *xp.shape[2:])
     grad = F.conv2d(xp, grad_out.transpose(0, 1), groups=C)
     return grad.reshape(C, 1, kernel_size, kernel_size)
 
@@ -66,8 +68,7 @@ def mask_pairs(values):
     keep_below = math.ceil(Fraction(9, 10) * (1 << 53))  # p = 0.1
 
     def words_masked():
-        return torch.empty(values, dtype=torch.int64).random_().bitwise_and_(
-            lean_ops._MANTISSA_MASK) >= keep_below
+        return lean_ops._dropped_from_words((values, ), 0.1)
 
     def words_in_range():
         return torch.empty(values, dtype=torch.int64).random_(
