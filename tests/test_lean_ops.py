@@ -260,10 +260,14 @@ def test_gradcheck_float64():
         (u, w_in, b_in, w_out), **check)
     C, hidden, extra = 4, 3, 1
     x = torch.randn(2, extra + 6, C, **d, requires_grad=True)
+    # filter, down, 1x1 conv, up; then two depthwise convs (3x3 and 1x1:
+    # the mean of a kernel and a padded one)
     shapes = ((C, ), (C, ), (C, ), (C, ), (hidden, C), (hidden, ),
-              (hidden, 1, 3, 3), (hidden, ), (hidden, hidden, 1, 1),
-              (hidden, ), (C, hidden), (C, ))
+              (hidden, hidden, 1, 1), (hidden, ), (C, hidden), (C, ),
+              (hidden, 1, 3, 3), (hidden, ), (hidden, 1, 1, 1), (hidden, ))
     weights = [torch.randn(*s, **d, requires_grad=True) for s in shapes]
+    identities = MonaModule(C, bottleneck=hidden, kernel_sizes=(3, 1)) \
+        .double().mona_op.function_inputs()[0]
     mask = dropout_mask((2, extra + 6, hidden), 0.3, True, x.device)
     for keep_input in (False, True):
         for scaled in (True, False):
@@ -271,8 +275,8 @@ def test_gradcheck_float64():
             assert torch.autograd.gradcheck(
                 lambda x, *ws: MonaFunction.apply(
                     x, *(ws[:4] if scaled else [None] * 4),
-                    *ws[-8:], nn.GELU(), mask, 0.3, (2, 3), extra, 1e-5,
-                    keep_input), (x, *ws), **check)
+                    *ws[-10:-4], nn.GELU(), mask, 0.3, (2, 3), extra, 1e-5,
+                    keep_input, identities, *ws[-4:]), (x, *ws), **check)
     # (tokens, inputs, rank): updates on the slices; merged weight, the
     # factors' gradients through the slices' weight gradients (inputs at
     # most 4 x rank); merged weight, through A x and B^T g

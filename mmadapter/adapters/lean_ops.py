@@ -137,8 +137,16 @@ def dropout_multiplier(dropped: Optional[torch.Tensor], p: float,
     with it costs a fifth of a masked fill on CPU."""
     if dropped is None:
         return None
-    scale = torch.ones((), dtype=dtype, device=dropped.device).div_(1 - p)
-    return dropped.logical_not().to(dtype).mul_(scale)
+    return dropped.logical_not().to(dtype).mul_(_dropout_scale(p, dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _dropout_scale(p: float, dtype: torch.dtype) -> float:
+    """``1 / (1 - p)`` rounded in ``dtype`` as nn.Dropout's CPU kernel
+    rounds it (a float division in that dtype), as the Python float that
+    holds it exactly: a product with it then rounds nothing, and costs no
+    device tensor a call (two kernel launches on CUDA)."""
+    return torch.ones((), dtype=dtype).div_(1 - p).item()
 
 
 def apply_dropout(t: torch.Tensor,

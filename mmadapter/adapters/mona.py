@@ -25,7 +25,7 @@ from mmadapter.registry import ADAPTERS
 from .base import (AdapterConfigError, AdapterModule, AdapterSpec,
                    build_activation, check_float, check_int, check_sites)
 from .lean_ops import ACTIVATION_GRADS, dropout_mask
-from .mona_function import MonaFunction
+from .mona_function import MonaFunction, fuse_conv_stage
 from .scaled_filter import filtered_projection
 
 
@@ -73,20 +73,17 @@ class MonaOp(nn.Module):
     def fused_weights(self) -> Tuple[torch.Tensor, ...]:
         """(depthwise kernel, bias, 1x1 weight, bias) of the fused form."""
         convs = self.depthwise_convs
-        k_max = max(self.kernel_sizes)
-        # The kernels as (C, k, k): their gradients then come back with the
-        # parameters' strides, as DDP's gradient buckets expect.
-        kernels = [conv.weight.flatten(0, 1) for conv in convs]
-        kernels = [
-            k if k.shape[-1] == k_max else F.pad(
-                k, [(k_max - k.shape[-1]) // 2] * 4) for k in kernels
-        ]
-        # Few, whole-tensor ops: on GPUs at small batch sizes every op here
-        # is a kernel launch per Mona per step.
-        kernel = torch.stack(kernels).mean(0).unsqueeze(1) + self.dw_identity
-        dw_bias = torch.stack([conv.bias for conv in convs]).mean(0)
-        pw_weight = self.projector.weight + self.pw_identity
-        return kernel, dw_bias, pw_weight, self.projector.bias
+        return fuse_conv_stage([conv.weight for conv in convs],
+                               [conv.bias for conv in convs],
+                               self.dw_identity, self.projector.weight,
+                               self.projector.bias, self.pw_identity)
+
+    def function_inputs(self) -> Tuple[Tuple[torch.Tensor, ...], list]:
+        """What :class:`MonaFunction` takes of this conv stage: the
+        identities, and the depthwise convs' (kernel, bias) pairs flat."""
+        return (self.dw_identity, self.pw_identity), [
+            t for conv in self.depthwise_convs
+            for t in (conv.weight, conv.bias)]
 
     def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:
         dw_w, dw_b, pw_w, pw_b = self.fused_weights()
@@ -169,12 +166,14 @@ class MonaModule(AdapterModule):
                                 x.device)
             norm = (self.norm.weight, self.norm.bias, self.gamma,
                     self.gammax) if self.scaled_norm else (None, ) * 4
+            identities, dw_params = self.mona_op.function_inputs()
+            projector = self.mona_op.projector
             return MonaFunction.apply(
                 x, *norm, self.down_proj.weight, self.down_proj.bias,
-                *self.mona_op.fused_weights(), self.up_proj.weight,
+                projector.weight, projector.bias, self.up_proj.weight,
                 self.up_proj.bias, self.act, mask, self.dropout.p, hw_shape,
                 num_extra, self.norm.eps if self.scaled_norm else 0.0,
-                self.keep_input)
+                self.keep_input, identities, *dw_params)
         identity = x
         if self.scaled_norm:
             h = filtered_projection(x, self.norm.weight, self.norm.bias,

@@ -44,6 +44,44 @@ from .lean_ops import (activation_pair, add_residual, apply_dropout,
 from .scaled_filter import filtered_projection_grads, scaled_filter
 
 
+def fuse_conv_stage(kernels, biases, dw_identity, pw_weight, pw_bias,
+                    pw_identity):
+    """(depthwise kernel, bias, 1x1 weight, bias) of the fused conv stage,
+    from the multi-scale depthwise convs' (C, 1, k, k) kernels and biases
+    and the 1x1 conv's weight and bias: the kernels' zero-padded mean plus
+    a centred identity, the biases' mean, the 1x1 weight plus an identity.
+    """
+    k_max = dw_identity.shape[-1]
+    # The kernels as (C, k, k): under autograd their gradients then come
+    # back with the parameters' strides, as DDP's gradient buckets expect.
+    kernels = [k.flatten(0, 1) for k in kernels]
+    kernels = [
+        k if k.shape[-1] == k_max else F.pad(k, [(k_max - k.shape[-1]) // 2]
+                                             * 4) for k in kernels
+    ]
+    # Few, whole-tensor ops: on GPUs at small batch sizes every op here
+    # is a kernel launch per Mona per step.
+    kernel = torch.stack(kernels).mean(0).unsqueeze(1) + dw_identity
+    dw_bias = torch.stack(list(biases)).mean(0)
+    return kernel, dw_bias, pw_weight + pw_identity, pw_bias
+
+
+def _conv_param_grads(grad_kernel, grad_bias, kernel_sizes):
+    """The gradients of :func:`fuse_conv_stage`'s depthwise kernels and
+    biases, interleaved (kernel, bias, kernel, bias...), from those of the
+    fused kernel and bias (what autograd would compute through it: the
+    mean's share, cropped to each kernel). Tensors may be shared or
+    strided: autograd gives each parameter its own, in its strides."""
+    n = len(kernel_sizes)
+    share, bias_share = grad_kernel / n, grad_bias / n
+    k_max = grad_kernel.shape[-1]
+    grads = []
+    for k in kernel_sizes:
+        o = (k_max - k) // 2
+        grads += [share[..., o:o + k, o:o + k], bias_share]
+    return grads
+
+
 def _patch_grid(h, hw_shape, num_extra):
     """The patch tokens of ``h`` as the depthwise conv's (B, C, H, W)
     input: channels-last (a free view) on CPU, where oneDNN's depthwise conv
@@ -124,16 +162,27 @@ def _input_from_output(out, y, up_w, up_b):
 
 class MonaFunction(torch.autograd.Function):
     """Inputs: ``x``, the filter's (norm weight, norm bias, gamma, gammax:
-    all None without the scaled filter), down weight and bias, the fused
-    conv stage's (dw weight, dw bias, pw weight, pw bias), up weight and bias,
-    then the activation module, the bool dropout mask of the down
-    projection output's shape (or None), p, hw_shape, num_extra, the
-    LayerNorm's eps and keep_input."""
+    all None without the scaled filter), down weight and bias, the 1x1
+    conv's weight and bias, up weight and bias, then the activation module,
+    the bool dropout mask of the down projection output's shape (or None),
+    p, hw_shape, num_extra, the LayerNorm's eps, keep_input, the fused
+    stage's (depthwise, 1x1) identities, and last the depthwise convs'
+    parameters (kernel, bias, kernel, bias...).
+
+    The fused conv stage (:func:`fuse_conv_stage`) is built inside, its
+    gradients taken back to the convs' parameters by hand: about twenty
+    operations a Mona fewer under autograd, forward and backward, which
+    at small sizes (and on GPUs, where each is a kernel launch) are what a
+    Mona costs."""
 
     @staticmethod
-    def forward(ctx, x, norm_w, norm_b, gamma, gammax, down_w, down_b, dw_w,
-                dw_b, pw_w, pw_b, up_w, up_b, act_module, mask, p, hw_shape,
-                num_extra, eps, keep_input):
+    def forward(ctx, x, norm_w, norm_b, gamma, gammax, down_w, down_b, pw_w,
+                pw_b, up_w, up_b, act_module, mask, p, hw_shape, num_extra,
+                eps, keep_input, identities, *dw_params):
+        ctx.kernel_sizes = [w.shape[-1] for w in dw_params[0::2]]
+        dw_w, dw_b, pw_w, pw_b = fuse_conv_stage(
+            dw_params[0::2], dw_params[1::2], identities[0], pw_w, pw_b,
+            identities[1])
         filter_params = (norm_w, norm_b, gamma, gammax)
         scaled = norm_w is not None
         # the module's own ops, under the caller's autocast state
@@ -186,6 +235,8 @@ class MonaFunction(torch.autograd.Function):
         if needs[0]:
             # grad_x is a fresh tensor of x's dtype, as grad_out is
             grad_x = grad_out if grad_x is None else grad_x.add_(grad_out)
-        tail_grads = [g.to(dt) for g, dt in zip(tail_grads, ctx.tail_dtypes)]
+        grad_dw_w, grad_dw_b, *pw_up_grads = [
+            g.to(dt) for g, dt in zip(tail_grads, ctx.tail_dtypes)]
         return (grad_x, *filter_grads, grad_down_w, grad_down_b,
-                *tail_grads, *([None] * 7))
+                *pw_up_grads, *([None] * 8),
+                *_conv_param_grads(grad_dw_w, grad_dw_b, ctx.kernel_sizes))
