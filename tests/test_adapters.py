@@ -48,13 +48,18 @@ def test_fused_identities_are_not_saved_and_survive_meta_init():
 
 def test_mona_gradients_follow_the_parameter_layout():
     """DDP copies (and warns about) gradients whose strides differ from
-    their parameter's; the fused kernels must not produce such gradients."""
+    their parameter's; the fused kernels must not produce such gradients,
+    nor one gradient tensor shared by two parameters (accumulating into
+    one would add to the other)."""
     mona = MonaModule(32, bottleneck=16).train()
     mona(torch.randn(1, 64, 32, requires_grad=True), (8, 8)).square() \
         .mean().backward()
     mismatched = [n for n, p in mona.named_parameters()
                   if p.grad.stride() != p.stride()]
     assert mismatched == []
+    storages = [p.grad.untyped_storage().data_ptr()
+                for p in mona.parameters()]
+    assert len(set(storages)) == len(storages)
 
 
 def test_mona_structure_and_init():
