@@ -11,15 +11,25 @@ operators whose self time grew most over the floor's, and its step total.
 A profiler adds a little time to every operator, so the totals read as
 relative, and on a shared machine they carry its noise: the operators that
 dominate matter, not their last millisecond.
+
+    python benchmarks/profile_step.py --timer dispatch   # CPU, no profiler
+
+times each ATen operator call by itself instead (a dispatch mode around the
+kernel): on CPU, torch.profiler doubled a Mona's time and made LayerNorm's
+kernels look 3-17x slower than they run (PROFILE_FINDINGS.md, tenth round);
+this timer's operator times add up to the step's own.
 """
 import argparse
+import collections
 import os
 import os.path as osp
 import statistics
 import sys
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(HERE))
@@ -46,7 +56,39 @@ def profile_step(step, device):
     return times
 
 
-def profile_methods(bench, methods, device, rounds):
+class _OperatorTimer(TorchDispatchMode):
+    """Wall time and calls of each ATen operator, each call timed around
+    its kernel alone (CPU: the kernels run as they are called)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = collections.defaultdict(lambda: [0.0, 0])
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        record = self.times[str(func.overloadpacket).replace('.', '::', 1)]
+        record[0] += time.perf_counter() - start
+        record[1] += 1
+        return out
+
+
+def time_operators(step, device):
+    """What :func:`profile_step` gives, from :class:`_OperatorTimer`."""
+    if device.type != 'cpu':
+        raise SystemExit('--timer dispatch times CPU kernels (a CUDA call '
+                         'returns before its kernel runs): use the '
+                         'profiler on CUDA.')
+    with _OperatorTimer() as timer:
+        step()
+    return {name: (1e3 * t, calls) for name, (t, calls) in
+            timer.times.items()}
+
+
+TIMERS = {'profiler': profile_step, 'dispatch': time_operators}
+
+
+def profile_methods(bench, methods, device, rounds, timer='profiler'):
     """Per method, the median over ``rounds`` profiled steps of each
     operator's self time. The methods take their profiled steps in turn
     (after two warm-up steps each), so a change in the machine's load
@@ -61,7 +103,7 @@ def profile_methods(bench, methods, device, rounds):
     for _ in range(rounds):
         for method, step in steps.items():
             step()
-            runs[method].append(profile_step(step, device))
+            runs[method].append(TIMERS[timer](step, device))
     profiles = {}
     for method, profs in runs.items():
         names = set().union(*profs)
@@ -76,8 +118,17 @@ def profile_methods(bench, methods, device, rounds):
     return profiles
 
 
+TIMER_TEXT = {
+    'profiler': 'torch.profiler; wall time of each operator on CPU, device '
+                'time on CUDA',
+    'dispatch': 'each ATen operator call timed around its kernel by a '
+                'dispatch mode, no profiler (`--timer dispatch`); '
+                'autograd\'s bookkeeping and Python between the calls are '
+                'in no row'}
+
+
 def report(bench, profiles, device, top, load, rounds, flushed=False,
-           heap=None):
+           heap=None, timer='profiler'):
     floor = profiles[FLOOR]
     h, w = bench['hw']
     lines = [
@@ -90,13 +141,13 @@ def report(bench, profiles, device, top, load, rounds, flushed=False,
         *([f'- the profiling process\'s heap: {heap}'] if heap else []),
         f'- load average (1, 5, 15 min) at start / end: {load[0]} / '
         f'{load[1]}',
-        f'- operator self times (ms per step, torch.profiler; wall time of '
-        f'each operator on CPU, device time on CUDA), median over '
-        f'{rounds} profiled steps per method taken in turn; '
+        f'- operator self times (ms per step, {TIMER_TEXT[timer]}), '
+        f'median over {rounds} profiled steps per method taken in turn; '
         '"extra" is the time above the floor\'s for the same operator. '
         'Backward operators appear under their own names '
-        '(`convolution_backward`...), autograd\'s bookkeeping under '
-        '`autograd::engine::...` rows.', '']
+        '(`convolution_backward`...)'
+        + (', autograd\'s bookkeeping under `autograd::engine::...` rows.'
+           if timer == 'profiler' else '.'), '']
     floor_total = sum(t for t, _ in floor.values())
     for method, ops in profiles.items():
         total = sum(t for t, _ in ops.values())
@@ -143,6 +194,10 @@ def main():
     parser.add_argument('--default-heap', action='store_true',
                         help='on CPU, profile with glibc\'s default '
                         'allocation thresholds (bench_process.STEADY_HEAP_ENV)')
+    parser.add_argument('--timer', choices=list(TIMERS),
+                        default='profiler',
+                        help='torch.profiler, or (CPU) each operator call '
+                        'timed alone, without the profiler\'s distortions')
     parser.add_argument('--out-dir', default=HERE)
     args = parser.parse_args()
     if args.threads:
@@ -155,15 +210,16 @@ def main():
     methods = [FLOOR] + [m for m in args.methods if m != FLOOR]
     start = load_average()
     profiles = run_timed(profile_methods, bench, methods, device,
-                         args.rounds, device=device,
+                         args.rounds, args.timer, device=device,
                          keep_denormals=args.keep_denormals,
                          default_heap=args.default_heap)
     lines = report(bench, profiles, device, args.top,
                    (start, load_average()), args.rounds, flushed,
-                   heap_kind(device, args.default_heap))
+                   heap_kind(device, args.default_heap), args.timer)
     os.makedirs(args.out_dir, exist_ok=True)
+    timer = '' if args.timer == 'profiler' else f'_{args.timer}'
     path = osp.join(args.out_dir, ('quick_' if args.quick else '') +
-                    f'PROFILE_{device.type}_{size}.md')
+                    f'PROFILE_{device.type}_{size}{timer}.md')
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     print('\n'.join(lines))

@@ -108,6 +108,20 @@ def test_step_profile_lists_each_methods_operators_above_the_floor(
     assert '| `MonaFunctionBackward` | +16 |' in mona
 
 
+def test_operator_timer_lists_the_kernels_above_the_floor(tmp_path):
+    run(['benchmarks/profile_step.py', '--quick', '--device', 'cpu',
+         '--rounds', '1', '--methods', 'Mona', '--timer', 'dispatch',
+         '--out-dir', str(tmp_path)])
+    text = (tmp_path / 'quick_PROFILE_cpu_64_dispatch.md').read_text()
+    assert 'timed around its kernel by a dispatch mode' in text
+    mona = text.split('## Mona')[1]
+    # each of the 16 Monas at batch 1: its depthwise conv, and the conv
+    # that computes its weight gradient; no autograd records (the
+    # profiler's MonaFunction rows)
+    assert '| `aten::convolution` | +32 |' in mona
+    assert 'MonaFunction' not in mona
+
+
 def test_fp16_step_scales_the_loss_and_steps_the_optimizer():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
