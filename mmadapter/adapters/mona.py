@@ -221,8 +221,8 @@ class Mona(AdapterSpec):
             mask; this keeps the C-wide input instead, so it saves memory
             only where three bottleneck widths exceed the channels, at the
             cost of re-running the module (Swin-B 512: +0.016 of Full's
-            peak memory and +0.07 of its step time vs the default,
-            benchmarks/RESULTS_cpu_512.md).
+            peak memory and +0.07-0.08 of its step time vs the default,
+            benchmarks/RESULTS_cpu_512*.md).
         keep_input: keep each Mona's input for backward instead of
             rebuilding it there from the Mona's output (which the next
             LayerNorm keeps anyway) minus its update: gradients bit-identical
