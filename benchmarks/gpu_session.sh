@@ -16,9 +16,12 @@
 #    COCO Swin-B 1333x800 batch 1 fp16 AMP, VOC Swin-L 1000x600 batch 1 fp16
 #    AMP, ADE20K Swin-L 512x512 batch 2 fp32; each setting within
 #    SETTING_TIMEOUT seconds (150: 7.5 minutes for the three at most);
-# 3. then, if time is left, the fp16 AMP stability check.
-# Results: $OUT/RESULTS_cuda_<setting>.md, results_cuda_<setting>.json and
-# $OUT/RESULTS.md (copy them into benchmarks/ to record them).
+# 3. then whether the adapters' dropout masks are nn.Dropout's on CUDA
+#    seed for seed (benchmarks/mask_parity.py, seconds) and, if time is
+#    left, the fp16 AMP stability check.
+# Results: $OUT/RESULTS_cuda_<setting>.md, results_cuda_<setting>.json,
+# $OUT/RESULTS.md and mask_parity_cuda.json (copy them into benchmarks/ to
+# record them).
 #
 #   bash benchmarks/gpu_session.sh --quick --device cpu [--methods ...]
 #
@@ -84,6 +87,9 @@ done
 cat "$OUT/RESULTS.md" 2>/dev/null
 
 if [ -z "$QUICK" ]; then
+  # seconds: are the adapters' dropout masks nn.Dropout's fused kernel's?
+  timeout 60 "$PY" benchmarks/mask_parity.py --device "$DEVICE" \
+    --out "$OUT/mask_parity_cuda.json" | tail -20
   timeout 300 "$PY" benchmarks/amp_check.py --arch swin-b --size 512 \
     --steps 60 --device "$DEVICE" 2>&1 | tee "$OUT/amp_check_cuda.json" \
     | tail -25

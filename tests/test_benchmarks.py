@@ -146,6 +146,38 @@ def test_amp_check_runs_mona_and_lora():
     assert all(r['all_finite'] for r in results)
 
 
+def test_mask_parity_check_passes_where_masks_are_nn_dropouts(tmp_path):
+    out = tmp_path / 'parity.json'
+    run(['benchmarks/mask_parity.py', '--device', 'cpu', '--out', str(out)])
+    report = json.loads(out.read_text())
+    assert report['masks'] == {'float32': True, 'bfloat16': True}
+    assert set(report['modules']['float32']) == {'Mona', 'Houlsby'}
+    assert report['ok']
+
+
+def test_mask_parity_check_catches_masks_drawn_otherwise(monkeypatch):
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    import torch
+    import mask_parity
+    from mmadapter.adapters import lean_ops, mona
+    draw = lean_ops.dropout_mask
+
+    def shifted(shape, p, training, device, dtype=torch.float32):
+        torch.rand(1)  # one draw first: other masks, same distribution
+        return draw(shape, p, training, device, dtype)
+
+    cpu = torch.device('cpu')
+    assert mask_parity.masks_match((2, 48, 16), 0.1, torch.float32, cpu)
+    assert max(mask_parity.module_parity(cpu, None).values()) < 1e-4
+    monkeypatch.setattr(mask_parity, 'dropout_mask', shifted)
+    monkeypatch.setattr(mona, 'dropout_mask', shifted)
+    monkeypatch.setattr(lean_ops, 'dropout_mask', shifted)
+    assert not mask_parity.masks_match((2, 48, 16), 0.1, torch.float32,
+                                       cpu)
+    parity = mask_parity.module_parity(cpu, None)
+    assert parity['Mona'] > 1e-2 and parity['Houlsby'] > 1e-2
+
+
 def test_compared_functions_are_timed_in_turn():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch

@@ -44,19 +44,34 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def dropout_mask(shape, p: float, training: bool,
-                 device) -> Optional[torch.Tensor]:
-    """Where ``nn.Dropout(p)`` would zero a tensor of ``shape``: True where
-    dropped (bool), or None when dropout is off. A seed gives nn.Dropout's
-    mask: drawn as it draws its keep mask (``bernoulli_(1 - p)``), or on CPU
-    from the same random words where :func:`_bernoulli_is_serial`."""
+def dropout_mask(shape, p: float, training: bool, device,
+                 dtype: torch.dtype = torch.float32
+                 ) -> Optional[torch.Tensor]:
+    """Where ``nn.Dropout(p)`` would zero a tensor of ``shape`` and
+    ``dtype``: True where dropped (bool), or None when dropout is off. A
+    seed gives nn.Dropout's mask, drawn as nn.Dropout draws it: on CPU its
+    keep mask ``bernoulli_(1 - p)`` (or the same random words, where
+    :func:`_bernoulli_is_serial`); on CUDA (and the other devices with a
+    fused dropout kernel) that kernel's, run on an uninitialised tensor of
+    the dtype and layout nn.Dropout would get, whose mask and generator
+    offset depend on those and not on the values."""
     if not training or p == 0:
         return None
-    if torch.device(device).type == 'cpu' and _bernoulli_is_serial():
+    device = torch.device(device)
+    if device.type in _FUSED_DROPOUT_DEVICES:
+        _, keep = torch.native_dropout(
+            torch.empty(shape, dtype=dtype, device=device), p, True)
+        return keep.logical_not_()
+    if device.type == 'cpu' and _bernoulli_is_serial():
         return _dropped_from_words(shape, p)
     keep = torch.empty(shape, dtype=torch.bool, device=device)
     keep.bernoulli_(1 - p)
     return keep.logical_not_()
+
+
+# where F.dropout runs aten::native_dropout's fused kernel (ATen's
+# is_fused_kernel_acceptable), not bernoulli_ on a noise tensor
+_FUSED_DROPOUT_DEVICES = ('cuda', 'xpu')
 
 
 # Where PyTorch's CPU ``bernoulli_(q)`` is its generic kernel (every CPU but
@@ -299,7 +314,7 @@ def act_dropout_linear(h: torch.Tensor, act: nn.Module,
         return out if residual is None else residual + out
     p = 0.0 if dropout is None else dropout.p
     mask = None if dropout is None else dropout_mask(
-        h.shape, p, dropout.training, h.device)
+        h.shape, p, dropout.training, h.device, h.dtype)
     return ActDropoutLinear.apply(h, weight, bias, act, mask, p, scale,
                                   residual)
 

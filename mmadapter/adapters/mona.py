@@ -24,7 +24,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmadapter.registry import ADAPTERS
 from .base import (AdapterConfigError, AdapterModule, AdapterSpec,
                    build_activation, check_float, check_int, check_sites)
-from .lean_ops import ACTIVATION_GRADS, dropout_mask
+from .lean_ops import ACTIVATION_GRADS, compute_dtype, dropout_mask
 from .mona_function import MonaFunction, fuse_conv_stage
 from .scaled_filter import filtered_projection
 
@@ -163,7 +163,7 @@ class MonaModule(AdapterModule):
             # the dropout mask as bits (mona_function)
             mask = dropout_mask((B, N, self.down_proj.out_features),
                                 self.dropout.p, self.dropout.training,
-                                x.device)
+                                x.device, compute_dtype(x))
             norm = (self.norm.weight, self.norm.bias, self.gamma,
                     self.gammax) if self.scaled_norm else (None, ) * 4
             identities, dw_params = self.mona_op.function_inputs()
