@@ -170,10 +170,10 @@ class MonaFunction(torch.autograd.Function):
     parameters (kernel, bias, kernel, bias...).
 
     The fused conv stage (:func:`fuse_conv_stage`) is built inside, its
-    gradients taken back to the convs' parameters by hand: about twenty
-    operations a Mona fewer under autograd, forward and backward, which
-    at small sizes (and on GPUs, where each is a kernel launch) are what a
-    Mona costs."""
+    gradients taken back to the convs' parameters by hand: autograd records
+    and replays none of the fusion's ~10 operators a Mona. At small sizes,
+    and on GPUs whose steps wait on the CPU, per-operator costs are what a
+    Mona costs (benchmarks/PROFILE_FINDINGS.md, tenth round)."""
 
     @staticmethod
     def forward(ctx, x, norm_w, norm_b, gamma, gammax, down_w, down_b, pw_w,
