@@ -193,7 +193,8 @@ def main():
                         'that other jobs share')
     parser.add_argument('--default-heap', action='store_true',
                         help='on CPU, profile with glibc\'s default '
-                        'allocation thresholds (bench_process.STEADY_HEAP_ENV)')
+                        'allocation thresholds '
+                        '(bench_process.STEADY_HEAP_ENV)')
     parser.add_argument('--timer', choices=list(TIMERS),
                         default='profiler',
                         help='torch.profiler, or (CPU) each operator call '
