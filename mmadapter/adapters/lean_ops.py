@@ -58,7 +58,7 @@ def dropout_mask(shape, p: float, training: bool, device,
     if not training or p == 0:
         return None
     device = torch.device(device)
-    if device.type in _FUSED_DROPOUT_DEVICES:
+    if device.type in _FUSED_DROPOUT_DEVICES and math.prod(shape):
         _, keep = torch.native_dropout(
             torch.empty(shape, dtype=dtype, device=device), p, True)
         return keep.logical_not_()
