@@ -67,7 +67,7 @@ def check_roi_align(device, dtype, generator):
         ok=bool(torch.allclose(out.float(), ref, **tol) and torch.allclose(
             x.grad.float(), x_ref.grad, atol=tol['atol'] * 10,
             rtol=tol['rtol'] * 10)),
-        max_abs_diff=float((out.float() - ref).abs().max()),
+        max_abs_diff=float((out.float() - ref).detach().abs().max()),
         grad_max_abs_diff=float((x.grad.float() - x_ref.grad).abs().max()))
 
 
@@ -102,7 +102,7 @@ def check_sigmoid_focal_loss(device, dtype, generator):
     return dict(
         ok=bool(torch.allclose(loss.float(), ref, **tol)
                 and torch.allclose(x.grad.float(), x_ref.grad, **tol)),
-        max_abs_diff=float((loss.float() - ref).abs().max()),
+        max_abs_diff=float((loss.float() - ref).detach().abs().max()),
         grad_max_abs_diff=float((x.grad.float() - x_ref.grad).abs().max()))
 
 

@@ -85,14 +85,25 @@ def dataset_kind(cfg: Config) -> str:
     return kinds.pop()
 
 
+def config_classes(cfg: Config) -> Optional[list]:
+    """The class names the config's datasets are restricted to, if any."""
+    for _, dataset in config_datasets(cfg, LOADERS):
+        classes = (dataset.get('metainfo') or {}).get('classes')
+        if classes:
+            return list(classes)
+    return None
+
+
 def generate_data(kind: str, out_dir: str, num_train: int,
-                  num_val: int) -> str:
+                  num_val: int, classes: Optional[list] = None) -> str:
     """Real-format data at the real image size; returns the data root."""
     writer = getattr(toy_data_module(), f'make_{kind}')
     options = {}
-    if kind == 'coco':  # all 80 categories, so the real head's labels map
+    if kind == 'coco':
+        # the config's categories (a smaller model's), else all 80, so the
+        # real head's labels map
         from mmdet.datasets import CocoDataset
-        options['category_names'] = CocoDataset.METAINFO['classes']
+        options['category_names'] = classes or CocoDataset.METAINFO['classes']
     return writer(out_dir, num_train=num_train, num_val=num_val,
                   img_size=IMAGE_SIZES[kind], **options)['root']
 
@@ -267,7 +278,8 @@ def tool_command(tool: str, gpus: int, args) -> list:
 def checkpoint_weights(path: str) -> dict:
     """The floating-point tensors of a checkpoint's state dict (weights-only
     load)."""
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    from mmadapter.checkpoint.safe_load import load_file
+    state = load_file(path, map_location='cpu')
     state = state.get('state_dict', state)
     return {k: v.float() for k, v in state.items()
             if torch.is_tensor(v) and v.is_floating_point()}
@@ -325,7 +337,8 @@ def main(argv=None):
         optim_wrapper = float32_optim_wrapper(cfg.optim_wrapper.to_dict())
 
     data_root = generate_data(kind, osp.join(work_dir, 'data'),
-                              args.num_train, args.num_val)
+                              args.num_train, args.num_val,
+                              config_classes(cfg))
     derived = osp.join(work_dir, f'dry_run_{name}.py')
     with open(derived, 'w') as f:
         f.write(dry_run_config(
