@@ -36,8 +36,9 @@ def test_readme_states_two_commands_that_ci_and_the_demo_test_run():
     setup_and_demo, setup_and_tests = readme_commands()
     # the first: set-up, then the demo exactly as tests/test_demo.py runs it
     assert setup_and_demo == f'{SETUP} && {" ".join(DEMO_COMMAND)}'
-    # the second: .ci/run runs it, as written, in its fresh environment
-    assert setup_and_tests.startswith(f'{SETUP} && ')
+    # the second: the set-up with the test tools; .ci/run runs it, as
+    # written, in its fresh environment
+    assert setup_and_tests.startswith(f'{SETUP} --tests && ')
     assert setup_and_tests in ci_commands()
 
 
@@ -115,3 +116,32 @@ def test_setup_env_rerun_installs_nothing_and_records_its_interpreter():
     assert 'environment ready' in proc.stdout
     with open(osp.join(REPO, '.mmadapter-python')) as f:
         assert osp.realpath(f.read().strip()) == osp.realpath(sys.executable)
+
+
+def test_setup_env_refuses_a_torch_outside_the_supported_range(tmp_path):
+    """An existing environment's torch is never replaced: one outside the
+    supported range stops the set-up, naming the range, before anything
+    is installed."""
+    fake = tmp_path / 'site'
+    (fake / 'torch').mkdir(parents=True)
+    (fake / 'torch' / '__init__.py').write_text("__version__ = '2.2.0'\n")
+    (fake / 'torch-2.2.0.dist-info').mkdir()
+    (fake / 'torch-2.2.0.dist-info' / 'METADATA').write_text(
+        'Metadata-Version: 2.1\nName: torch\nVersion: 2.2.0\n')
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(fake))
+    proc = subprocess.run(['bash', osp.join(TOOLS, 'setup_env.sh')],
+                          env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert 'torch 2.2.0 is installed, but mmadapter supports ' \
+        'torch>=2.5,<2.15' in proc.stdout
+    assert 'stage 2/5' not in proc.stdout  # nothing installed after it
+
+
+def test_setup_env_takes_only_the_options_it_knows():
+    proc = subprocess.run(['bash', osp.join(TOOLS, 'setup_env.sh'),
+                           '--test'], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ,
+                                               PYTHON=sys.executable))
+    assert proc.returncode == 2
+    assert 'usage: bash tools/setup_env.sh [--tests]' in proc.stderr

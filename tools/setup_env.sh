@@ -2,13 +2,15 @@
 # Take a machine from a fresh clone to a working mmadapter environment.
 #
 #   bash tools/setup_env.sh            # idempotent; seconds when done before
+#   bash tools/setup_env.sh --tests    # also the test tools (requirements/tests.txt)
 #
 # It installs into the interpreter $PYTHON (default: the `python3` on PATH, so
 # an activated virtual environment is used as it is) and records that
 # interpreter in .mmadapter-python, where tools/*.sh find it. Stages, in an
 # order where none needs a package a later one installs, each skipped when
 # what it installs is already there, each timed:
-#   1. torch 2.14.1 + torchvision 0.29.1
+#   1. torch 2.14.1 + torchvision 0.29.1 where there is no torch; a torch of
+#      the supported range is left alone, one outside it stops the set-up
 #   2. build tools: setuptools>=77,<82 (mmcv's setup.py and mmengine's
 #      `mmdet::` base lookup import pkg_resources), wheel, ninja, packaging
 #   3. mmengine 0.10.7: mmcv's build and `import mmcv.ops` need it
@@ -22,9 +24,9 @@
 #      (TORCH_CUDA_ARCH_LIST overrides the architectures: by default the
 #      visible GPUs', else all that torch was built for). A working mmcv
 #      2.0/2.1 is left alone, unless CUDA ops are wanted and it has none.
-#   5. mmdet 3.3.0, mmsegmentation 1.2.2 (+ ftfy, regex it does not declare),
-#      mmpretrain 1.2.0, timm, the test tools (requirements.txt) and this
-#      package in editable mode.
+#   5. mmdet 3.3, mmsegmentation 1.2 (+ ftfy, regex it does not declare),
+#      mmpretrain 1.2 (requirements/runtime.txt), with --tests the test tools
+#      (requirements/tests.txt), and this package in editable mode.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -74,10 +76,51 @@ ensure() {
   fi
 }
 
+WITH_TESTS=0
+for arg in "$@"; do
+  case $arg in
+    --tests) WITH_TESTS=1 ;;
+    *) echo "usage: bash tools/setup_env.sh [--tests]" >&2; exit 2 ;;
+  esac
+done
+
+# requirement_lines FILE : its requirements, following -r includes
+requirement_lines() {
+  "$PY" - "$1" <<'PYEOF'
+import os.path as osp, sys
+def read(path):
+    for line in open(path):
+        line = line.split('#', 1)[0].strip()
+        if line.startswith('-r '):
+            yield from read(osp.join(osp.dirname(path), line[3:].strip()))
+        elif line:
+            yield line
+print('\n'.join(read(sys.argv[1])))
+PYEOF
+}
+
 log "interpreter $PY"
-ensure "1/5 torch" 'torch==2.14.1' 'torchvision==0.29.1'
+# 1. torch: a working torch of the supported range is left alone (an mmcv
+# compiled against it would break if it were replaced); none is installed
+# as the pinned pair; one outside the range stops the set-up.
+TORCH_RANGE='>=2.5,<2.15'
+stage "1/5 torch"
+if "$PY" -c 'import torch' 2>/dev/null; then
+  if ! requirements_met "torch$TORCH_RANGE"; then
+    log "torch $("$PY" -c 'import torch; print(torch.__version__)') is installed, but mmadapter supports torch$TORCH_RANGE: install a torch in that range (e.g. 'pip install torch==2.14.1 torchvision==0.29.1') or use a new virtual environment."
+    exit 1
+  fi
+  if ! "$PY" -c 'import torchvision' 2>/dev/null; then
+    log "torch $("$PY" -c 'import torch; print(torch.__version__)') has no torchvision beside it: install the torchvision of that torch release (torch 2.N pairs with torchvision 0.(N+15))."
+    exit 1
+  fi
+  stage_done "torch $("$PY" -c 'import torch; print(torch.__version__)') present, left alone"
+else
+  "${PIP[@]}" 'torch==2.14.1' 'torchvision==0.29.1'
+  stage_done "installed"
+fi
 ensure "2/5 build tools" 'setuptools>=77,<82' wheel ninja packaging
-ensure "3/5 mmengine" 'mmengine==0.10.7'
+ensure "3/5 mmengine" 'mmengine>=0.10.0,<1.0.0'
 
 # 4. mmcv. CUDA ops are wanted where torch can use a GPU, or with
 # FORCE_CUDA=1 (a build node without one); GPUs that torch cannot use stop
@@ -187,9 +230,16 @@ else
   stage_done "installed"
 fi
 
-# 5. the rest of the stack and this package (editable, pointing at $REPO)
-mapfile -t REQUIREMENTS < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$REPO/requirements.txt")
-ensure "5/5 mmdet, mmseg, mmpretrain, test tools" "${REQUIREMENTS[@]}"
+# 5. the rest of the stack (requirements/runtime.txt), the test tools where
+# asked for (--tests: requirements/tests.txt), and this package (editable,
+# pointing at $REPO)
+FILES=("$REPO/requirements/runtime.txt")
+[ $WITH_TESTS = 1 ] && FILES+=("$REPO/requirements/tests.txt")
+REQUIREMENTS=()
+for file in "${FILES[@]}"; do
+  mapfile -t -O "${#REQUIREMENTS[@]}" REQUIREMENTS < <(requirement_lines "$file")
+done
+ensure "5/5 mmdet, mmseg, mmpretrain$([ $WITH_TESTS = 1 ] && echo ', test tools')" "${REQUIREMENTS[@]}"
 if [ "$(cd / && "$PY" -c 'import os, mmadapter; print(os.path.dirname(os.path.dirname(os.path.abspath(mmadapter.__file__))))' 2>/dev/null)" != "$REPO" ]; then
   "${PIP[@]}" --no-deps -e "$REPO"
   log "mmadapter installed in editable mode from $REPO"
