@@ -11,15 +11,15 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 
 from e2e_utils import REPO, data_root_options, free_port, run_tool, toy_data
-from mmadapter.engine import cli
+from mmadapter.cli import commands as cli
 from mmadapter.engine import amp
 from mmadapter.engine.amp import CPUAmpOptimWrapper
-from mmadapter.engine.data_paths import (DatasetNotFoundError,
+from mmadapter.datasets.paths import (DatasetNotFoundError,
                                          check_dataset_paths, leaf_datasets)
 from mmadapter.engine.dist import (CPUDistributedDataParallel, launcher_env,
                                    setup_cpu_distributed)
-from mmadapter.engine.runner_setup import load_config
-from mmadapter.engine.tasks import UnsupportedTaskError, enable_tta, task_of
+from mmadapter.cli.runner_setup import load_config
+from mmadapter.apis.toolboxes import UnsupportedTaskError, enable_tta, task_of
 
 DET_CONFIG = osp.join(REPO, 'configs', 'mona', 'retinanet_swin_l_voc.py')
 SEG_CONFIG = osp.join(REPO, 'configs', 'mona', 'upernet_swin_l_ade20k.py')

@@ -7,7 +7,7 @@
 
 BASE is the base checkpoint all tasks were trained on; each task checkpoint
 is an adapter-only file (AdapterCheckpointHook). Results are drawn by the
-stock visualisers to DIR/<task>/<image>. See mmadapter/engine/multitask.py.
+stock visualisers to DIR/<task>/<image>. See mmadapter/apis/multitask.py.
 """
 import os.path as osp
 import sys
@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmadapter  # noqa: E402,F401  (registries, checkpoint-loading fix)
-from mmadapter.engine.multitask import main  # noqa: E402
+from mmadapter.apis.multitask import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

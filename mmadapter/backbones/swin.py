@@ -7,7 +7,8 @@ from mmengine.utils import to_2tuple
 from mmdet.models.backbones.swin import (SwinBlock, SwinTransformer,
                                          swin_converter)
 
-from mmadapter.converters import is_official_swin, rename_official_mona_keys
+from mmadapter.checkpoint.official_files import (is_official_swin,
+                                                 rename_official_mona_keys)
 from mmadapter.insertion import AdaptedBlockMixin
 from mmadapter.registry import MODELS
 from .base import AdapterBackboneMixin

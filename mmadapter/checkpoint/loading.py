@@ -9,7 +9,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
-from mmadapter.pretrained import CheckpointMismatchError
+from mmadapter.backbones.pretrained import CheckpointMismatchError
 from mmadapter.version import __version__
 from .base_weights import (check_base_hash, frozen_keys_not_in_base,
                            read_base_backbone, resolve_base_path)

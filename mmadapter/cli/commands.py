@@ -11,19 +11,20 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
-from .amp import enable_amp
-from .atomic_checkpoint import CheckpointWriteError
+from mmadapter.apis.toolboxes import enable_tta, task_of
+from mmadapter.datasets.checks import (SKIP_ENV, DataError,
+                                       check_annotation_files)
+from mmadapter.datasets.layouts import layout_mismatches
+from mmadapter.datasets.paths import DatasetNotFoundError, check_dataset_paths
+from mmadapter.engine.amp import enable_amp
+from mmadapter.engine.atomic_checkpoint import CheckpointWriteError
+from mmadapter.engine.dist import end_distributed_run
+from mmadapter.engine.rank_watchdog import LostRankError, watch_ranks
 from .check_data import check_data
-from .dataset_layouts import layout_mismatches
-from .data_paths import DatasetNotFoundError, check_dataset_paths
-from .dataset_checks import SKIP_ENV, DataError, check_annotation_files
-from .dist import end_distributed_run
 from .input_checks import check_run_checkpoints, check_test_checkpoint
-from .rank_watchdog import LostRankError, watch_ranks
 from .preflight import check_backbone_config
 from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
                            set_resume, set_work_dir)
-from .tasks import enable_tta, task_of
 
 # Mistakes in the command or the config found before the Runner is built
 # (DatasetNotFoundError is a FileNotFoundError, UnsupportedTaskError a

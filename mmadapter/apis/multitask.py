@@ -2,7 +2,7 @@
 instance in memory, and per task an adapter-only checkpoint (adapters +
 neck + head) served as a named adapter set::
 
-    from mmadapter.engine.multitask import MultiTaskModel
+    from mmadapter.apis import MultiTaskModel
     base = 'data/pretrained/swin_large_patch4_window7_224_22k.pth'
     tasks = MultiTaskModel(base, dict(voc='work_dirs/voc/iter_600.pth',
                                       ade='work_dirs/ade/iter_160000.pth'))
@@ -27,11 +27,11 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 from mmengine.registry import MODELS
 
-from mmadapter.adapter_sets import (TaskCheckpoint, load_adapter_set,
-                                    read_task_checkpoint)
 from mmadapter.checkpoint import load_adapter_checkpoint
 from mmadapter.insertion import AdapterSetError
-from .tasks import Task, task_of
+from .adapter_sets import (TaskCheckpoint, load_adapter_set,
+                           read_task_checkpoint)
+from .toolboxes import Task, task_of
 
 ImageArg = Union[str, object, List]
 

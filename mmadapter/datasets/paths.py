@@ -11,7 +11,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 from mmengine.config import Config
 
-from .dataset_layouts import implicit_files
+from .layouts import implicit_files
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 EVALUATORS = ('val_evaluator', 'test_evaluator')

@@ -14,8 +14,7 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config
 
-from mmadapter.checkpoint import (adapter_info, file_sha256, local_file,
-                                  pretrained_path)
+from .records import adapter_info, file_sha256, local_file, pretrained_path
 
 # backbone settings that decide the adapters' and the base's tensors
 ARCH_KEYS = ('type', 'adapter', 'tuning', 'embed_dims', 'depths',

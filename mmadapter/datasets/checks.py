@@ -270,7 +270,7 @@ def install() -> None:
 def check_annotation_files(cfg, loaders) -> None:
     """Raise :class:`EmptyDatasetError` for an annotation file of 0 bytes
     (its parser would fail with a bare JSON or XML error)."""
-    from .data_paths import config_datasets
+    from .paths import config_datasets
     for key, dataset in config_datasets(cfg, loaders):
         ann_file = dataset.get('ann_file') or ''
         root = dataset.get('data_root') or ''

@@ -84,7 +84,7 @@ def detect_layout(root: str) -> Optional[str]:
 def layout_mismatches(cfg: Config, loaders: Sequence[str]) -> str:
     """Lines naming every dataset of the config whose ``data_root`` holds
     another known dataset's layout ('' when there is none)."""
-    from .data_paths import config_datasets  # data_paths imports this
+    from .paths import config_datasets  # paths imports this
     lines = []
     for key, dataset in config_datasets(cfg, loaders):
         expected = DATASET_LAYOUTS.get(
