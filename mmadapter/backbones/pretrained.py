@@ -14,6 +14,10 @@ class CheckpointMismatchError(RuntimeError):
     """A checkpoint that cannot initialise the model it was given to."""
 
 
+class ConversionError(ValueError):
+    """A checkpoint that is not in the format a converter expects."""
+
+
 @dataclass
 class LoadReport:
     checkpoint: str

@@ -16,8 +16,9 @@ import sys
 
 import mmadapter  # noqa: F401  (full unpickling on torch >= 2.6)
 from mmadapter.checkpoint import read_checkpoint_file, write_checkpoint
-from mmadapter.checkpoint.official_files import (check_against_model, convert_official_mona,
-                                  upgrade_meta)
+from mmadapter.checkpoint.official_files import (check_against_model,
+                                                 convert_official_mona,
+                                                 upgrade_meta)
 
 
 def main():
