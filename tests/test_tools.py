@@ -12,10 +12,10 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 
 from e2e_utils import REPO, data_root_options, free_port, run_tool, toy_data
 from mmadapter.cli import commands as cli
+from mmadapter.datasets.config_entries import leaf_datasets
+from mmadapter.datasets.paths import DatasetNotFoundError, check_dataset_paths
 from mmadapter.engine import amp
 from mmadapter.engine.amp import CPUAmpOptimWrapper
-from mmadapter.datasets.paths import (DatasetNotFoundError,
-                                         check_dataset_paths, leaf_datasets)
 from mmadapter.engine.dist import (CPUDistributedDataParallel, launcher_env,
                                    setup_cpu_distributed)
 from mmadapter.cli.runner_setup import load_config

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config, ConfigDict
 
-from mmadapter.datasets.paths import evaluator_metrics
+from mmadapter.datasets.config_entries import evaluator_metrics
 
 
 class UnsupportedTaskError(ValueError):
