@@ -119,7 +119,7 @@ def measure(mode: str, files: dict, image_size: int) -> dict:
     import mmseg.apis  # noqa: F401
 
     from mmadapter.apis.multitask import MultiTaskModel
-    from mmadapter.apis.toolboxes import task_of
+    from mmadapter.apis.toolboxes import toolbox_of
     from mmengine.config import Config
     before = rss_mb()
     start = time.perf_counter()
@@ -130,7 +130,7 @@ def measure(mode: str, files: dict, image_size: int) -> dict:
         models = {}
         for task, path in files['full'].items():
             cfg = Config.fromfile(files['configs'][task])
-            models[task] = task_of(cfg).init_model(cfg, 'cpu')
+            models[task] = toolbox_of(cfg).init_model(cfg, 'cpu')
             from mmengine.runner import load_checkpoint
             load_checkpoint(models[task], path, map_location='cpu')
     load_s = time.perf_counter() - start

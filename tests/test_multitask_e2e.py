@@ -84,7 +84,7 @@ def test_one_backbone_serves_three_tasks_as_their_standalone_models(
     results = served.predict_all(images)
     for name, checkpoint in trained['checkpoints'].items():
         standalone = init_task_model(checkpoint)
-        theirs = served.tasks[name].inference(standalone, images)
+        theirs = served.toolboxes[name].inference(standalone, images)
         for ours_one, theirs_one in zip(results[name], theirs):
             assert_same_prediction(ours_one, theirs_one)
         # and the features the heads see, before any thresholding

@@ -31,7 +31,7 @@ from mmadapter.checkpoint import load_adapter_checkpoint
 from mmadapter.insertion import AdapterSetError
 from .adapter_sets import (TaskCheckpoint, load_adapter_set,
                            read_task_checkpoint)
-from .toolboxes import Task, task_of
+from .toolboxes import Toolbox, toolbox_of
 
 ImageArg = Union[str, object, List]
 
@@ -132,14 +132,14 @@ class MultiTaskModel:
             for name, path in tasks.items()}
         self.configs: Dict[str, Config] = {
             name: task.config for name, task in checkpoints.items()}
-        self.tasks: Dict[str, Task] = {
-            name: task_of(cfg) for name, cfg in self.configs.items()}
+        self.toolboxes: Dict[str, Toolbox] = {
+            name: toolbox_of(cfg) for name, cfg in self.configs.items()}
         self.backbone = build_shared_backbone(checkpoints, base, device)
         self.models: Dict[str, nn.Module] = {}
         for name, task in checkpoints.items():
             out_indices = _stock_out_indices(task.backbone_cfg,
                                              type(self.backbone))
-            model = self.tasks[name].init_model(
+            model = self.toolboxes[name].init_model(
                 task_config(task, name, out_indices), device)
             load_task_head(model, task)
             model.backbone.attach(self.backbone)
@@ -163,7 +163,7 @@ class MultiTaskModel:
         if task not in self.models:
             raise AdapterSetError(
                 f'No task named {task!r}; loaded tasks: {list(self.models)}.')
-        return self.tasks[task].inference(self.models[task], images)
+        return self.toolboxes[task].inference(self.models[task], images)
 
     def predict_all(self, images: ImageArg) -> Dict[str, object]:
         return {name: self.predict(name, images) for name in self.models}
@@ -179,7 +179,7 @@ class MultiTaskModel:
             per_image = result if isinstance(result, list) else [result]
             for path, sample in zip(paths, per_image):
                 out_file = osp.join(out_dir, name, osp.basename(path))
-                self.tasks[name].draw(self.models[name],
+                self.toolboxes[name].draw(self.models[name],
                                       mmcv.imread(path, channel_order='rgb'),
                                       sample, out_file, score_thr)
                 written.append(out_file)
@@ -193,7 +193,7 @@ def init_task_model(checkpoint: str, config=None, device: str = 'cpu',
     checkpoint loaded in one call (what :class:`MultiTaskModel` is
     compared with)."""
     task = read_task_checkpoint(checkpoint, config)
-    model = task_of(task.config).init_model(copy.deepcopy(task.config),
+    model = toolbox_of(task.config).init_model(copy.deepcopy(task.config),
                                             'cpu')
     loaded = load_adapter_checkpoint(model, checkpoint, base=base)
     meta = loaded.get('meta') or {}

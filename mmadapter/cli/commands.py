@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
-from mmadapter.apis.toolboxes import enable_tta, task_of
+from mmadapter.apis.toolboxes import enable_tta, toolbox_of
 from mmadapter.datasets.checks import (SKIP_ENV, DataError,
                                        check_annotation_files)
 from mmadapter.datasets.layouts import layout_mismatches
@@ -27,7 +27,7 @@ from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
                            set_resume, set_work_dir)
 
 # Mistakes in the command or the config found before the Runner is built
-# (DatasetNotFoundError is a FileNotFoundError, UnsupportedTaskError a
+# (DatasetNotFoundError is a FileNotFoundError, UnsupportedToolboxError a
 # ValueError).
 
 USER_ERRORS = (FileNotFoundError, ValueError)
@@ -176,12 +176,12 @@ def prepare_test_config(args: argparse.Namespace) -> Config:
     check_test_checkpoint(cfg, args.checkpoint)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
-        task_of(cfg).enable_visualization(cfg, args.show, args.show_dir,
-                                          args.wait_time)
+        toolbox_of(cfg).enable_visualization(cfg, args.show, args.show_dir,
+                                             args.wait_time)
     if args.tta:
         enable_tta(cfg)
     if args.out is not None:
-        task_of(cfg).add_prediction_dump(cfg, args.out)
+        toolbox_of(cfg).add_prediction_dump(cfg, args.out)
     check_data_paths(cfg, loaders=['test_dataloader'],
                      evaluators=['test_evaluator'])
     check_annotation_files(cfg, ['test_dataloader'])
