@@ -4,7 +4,6 @@ import re
 from collections import OrderedDict
 from typing import Dict
 
-import torch
 import torch.nn.functional as F
 from mmengine.utils import to_2tuple
 from mmdet.models.backbones.swin import (SwinBlock, SwinTransformer,
@@ -13,9 +12,7 @@ from mmdet.models.backbones.swin import (SwinBlock, SwinTransformer,
 from mmadapter.insertion import AdaptedBlockMixin
 from mmadapter.registry import MODELS
 from .base import AdapterBackboneMixin
-from .pretrained import ConversionError
-
-StateDict = Dict[str, torch.Tensor]
+from .pretrained import ConversionError, StateDict, strip_prefix
 
 
 class AdaptedSwinBlock(AdaptedBlockMixin, SwinBlock):
@@ -183,10 +180,7 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
 
     def convert_pretrained(self, state_dict, model):
         if is_official_swin(state_dict):
-            state_dict = {
-                k[len('backbone.'):]: v
-                for k, v in swin_converter(state_dict).items()
-            }
+            state_dict = strip_prefix(swin_converter(state_dict), 'backbone.')
         state_dict = rename_official_mona_keys(state_dict)
         last = len(self.stages) - 1
         if self.load_final_norm and hasattr(self, f'norm{last}'):

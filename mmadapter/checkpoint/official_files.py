@@ -21,15 +21,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
-import torch
 import torch.nn as nn
 from mmdet.models.backbones.swin import swin_converter
 
-from mmadapter.backbones.pretrained import ConversionError
+from mmadapter.backbones.pretrained import (ConversionError, StateDict,
+                                            split_backbone, unwrap_state_dict)
 from mmadapter.backbones.swin import (has_official_mona, is_official_swin,
                                       rename_official_mona_key)
-
-StateDict = Dict[str, torch.Tensor]
 
 _SWIN_V2_MARKERS = ('logit_scale', 'cpb_mlp', 'relative_coords_table')
 
@@ -73,37 +71,6 @@ def _grouped(lines) -> List[str]:
         counts[line] = counts.get(line, 0) + 1
     return [f'  {line}' + (f'  [x{n}]' if n > 1 else '')
             for line, n in counts.items()]
-
-
-def unwrap_state_dict(checkpoint) -> StateDict:
-    """The tensors of a loaded checkpoint, whatever its wrapping
-    (``state_dict``, ``model``, ``module`` or bare)."""
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(checkpoint, dict) and isinstance(
-                checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    if not isinstance(checkpoint, dict):
-        raise ConversionError(
-            f'Expected a checkpoint dict, got {type(checkpoint).__name__}.')
-    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k,
-                        v) for k, v in checkpoint.items()
-                       if isinstance(v, torch.Tensor))
-
-
-def split_backbone(state_dict: StateDict,
-                   prefix: str = 'backbone.') -> Tuple[StateDict, StateDict]:
-    """(backbone keys without ``prefix``, all other keys). A file without
-    any ``prefix`` key is taken as a bare backbone."""
-    if not any(k.startswith(prefix) for k in state_dict):
-        return OrderedDict(state_dict), OrderedDict()
-    backbone, rest = OrderedDict(), OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith(prefix):
-            backbone[key[len(prefix):]] = value
-        else:
-            rest[key] = value
-    return backbone, rest
 
 
 def official_swin_to_mmdet(backbone: StateDict, report: ConversionReport,
