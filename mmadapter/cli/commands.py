@@ -9,6 +9,7 @@ import os.path as osp
 from contextlib import contextmanager
 from typing import List, Optional
 
+import torch
 from mmengine.config import Config, DictAction
 
 from mmadapter.apis.toolboxes import enable_tta, toolbox_of
@@ -20,6 +21,7 @@ from mmadapter.engine.amp import enable_amp
 from mmadapter.engine.atomic_checkpoint import CheckpointWriteError
 from mmadapter.engine.dist import end_distributed_run
 from mmadapter.engine.rank_watchdog import LostRankError, watch_ranks
+from .cuda_env import CudaEnvError, check_gpu_run
 from .check_data import check_data
 from .input_checks import check_run_checkpoints, check_test_checkpoint
 from .preflight import check_backbone_config
@@ -28,9 +30,9 @@ from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
 
 # Mistakes in the command or the config found before the Runner is built
 # (DatasetNotFoundError is a FileNotFoundError, UnsupportedToolboxError a
-# ValueError).
+# ValueError), and GPUs that the run cannot use (CudaEnvError).
 
-USER_ERRORS = (FileNotFoundError, ValueError)
+USER_ERRORS = (FileNotFoundError, ValueError, CudaEnvError)
 # Problems met while the Runner builds or trains, whose message says all
 # (the dataset's, a checkpoint write's): no traceback either.
 RUN_ERRORS = (DataError, CheckpointWriteError, LostRankError)
@@ -151,6 +153,8 @@ def training_loaders(cfg: Config) -> List[str]:
 def prepare_train_config(args: argparse.Namespace) -> Config:
     _limit_dynamo_recompiles()
     cfg = load_config(args.config, args.cfg_options, args.launcher)
+    # the machine first: GPUs it cannot use are named before anything else
+    check_gpu_run(cuda_wanted=torch.cuda.is_available())
     set_work_dir(cfg, args.work_dir, args.config)
     if args.amp:
         enable_amp(cfg)
@@ -169,6 +173,8 @@ def prepare_train_config(args: argparse.Namespace) -> Config:
 def prepare_test_config(args: argparse.Namespace) -> Config:
     _limit_dynamo_recompiles()
     cfg = load_config(args.config, args.cfg_options, args.launcher)
+    # the machine first: GPUs it cannot use are named before anything else
+    check_gpu_run(cuda_wanted=torch.cuda.is_available())
     set_work_dir(cfg, args.work_dir, args.config)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(
