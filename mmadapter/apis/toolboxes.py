@@ -83,6 +83,19 @@ class Toolbox(ABC):
         return hooks['visualization']
 
 
+def add_pickle_dump(cfg: Config, out: str, predictions: str,
+                    dump_metric: str) -> None:
+    """Add the toolbox's ``dump_metric`` to the test evaluator, saving the
+    raw ``predictions`` (e.g. 'detection') to the pickle file ``out``."""
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ValueError(
+            f'--out {out!r}: {predictions} predictions are dumped to a '
+            'pickle file; give a path ending in .pkl or .pickle.')
+    cfg.test_evaluator = [
+        *evaluator_metrics(cfg.test_evaluator),
+        dict(type=dump_metric, out_file_path=out)]
+
+
 class DetectionToolbox(Toolbox):
     scope = 'mmdet'
     visualization_hook = 'DetVisualizationHook'
@@ -116,13 +129,7 @@ class DetectionToolbox(Toolbox):
         return dict(pred_score_thr=score_thr)
 
     def add_prediction_dump(self, cfg, out):
-        if not out.endswith(('.pkl', '.pickle')):
-            raise ValueError(
-                f'--out {out!r}: detection predictions are dumped to a '
-                'pickle file; give a path ending in .pkl or .pickle.')
-        cfg.test_evaluator = [
-            *evaluator_metrics(cfg.test_evaluator),
-            dict(type='DumpDetResults', out_file_path=out)]
+        add_pickle_dump(cfg, out, 'detection', 'DumpDetResults')
 
 
 class SegmentationToolbox(Toolbox):
@@ -172,13 +179,7 @@ class ClassificationToolbox(Toolbox):
         hook['out_dir'] = show_dir
 
     def add_prediction_dump(self, cfg, out):
-        if not out.endswith(('.pkl', '.pickle')):
-            raise ValueError(
-                f'--out {out!r}: classification predictions are dumped to a '
-                'pickle file; give a path ending in .pkl or .pickle.')
-        cfg.test_evaluator = [
-            *evaluator_metrics(cfg.test_evaluator),
-            dict(type='DumpResults', out_file_path=out)]
+        add_pickle_dump(cfg, out, 'classification', 'DumpResults')
 
 
 TOOLBOXES: Dict[str, Toolbox] = {
