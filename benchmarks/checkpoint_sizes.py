@@ -24,7 +24,7 @@ sys.path.insert(0, osp.dirname(HERE))
 
 import mmadapter  # noqa: E402,F401
 from mmadapter.checkpoint import adapter_state_dict  # noqa: E402
-from mmadapter.engine.build import build_model_without_weights  # noqa: E402
+from mmadapter.cli.build import build_model_without_weights  # noqa: E402
 
 CONFIGS = ['configs/mona/cascade_swin_b_coco.py',
            'configs/mona/retinanet_swin_l_voc.py',

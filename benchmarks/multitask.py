@@ -9,7 +9,7 @@ and its real neck/head widths, are built with random weights (sizes are
 what matters) on one random base file, and saved as adapter-only
 checkpoints and as full checkpoints. Then, each in a fresh process:
 
-* shared: :class:`mmadapter.engine.multitask.MultiTaskModel` (base + three
+* shared: :class:`mmadapter.apis.multitask.MultiTaskModel` (base + three
   adapter-only files, one backbone instance);
 * separate: the three full checkpoints through the stock
   ``mmdet.apis.init_detector`` / ``mmseg.apis.init_model``;
@@ -81,7 +81,7 @@ def prepare(arch: str, root: str) -> dict:
 
     import mmadapter  # noqa: F401
     from mmadapter.checkpoint import save_adapter_checkpoint
-    from mmadapter.engine.build import build_model_without_weights
+    from mmadapter.cli.build import build_model_without_weights
     torch.manual_seed(0)
     stock = SwinTransformer(**ARCHS[arch])
     stock.init_weights()
@@ -118,8 +118,8 @@ def measure(mode: str, files: dict, image_size: int) -> dict:
     import mmdet.apis  # noqa: F401  (imports before the baseline)
     import mmseg.apis  # noqa: F401
 
-    from mmadapter.engine.multitask import MultiTaskModel
-    from mmadapter.engine.tasks import task_of
+    from mmadapter.apis.multitask import MultiTaskModel
+    from mmadapter.apis.toolboxes import toolbox_of
     from mmengine.config import Config
     before = rss_mb()
     start = time.perf_counter()
@@ -130,7 +130,7 @@ def measure(mode: str, files: dict, image_size: int) -> dict:
         models = {}
         for task, path in files['full'].items():
             cfg = Config.fromfile(files['configs'][task])
-            models[task] = task_of(cfg).init_model(cfg, 'cpu')
+            models[task] = toolbox_of(cfg).init_model(cfg, 'cpu')
             from mmengine.runner import load_checkpoint
             load_checkpoint(models[task], path, map_location='cpu')
     load_s = time.perf_counter() - start

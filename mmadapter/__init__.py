@@ -10,7 +10,7 @@ from . import (adapters, backbones, datasets, engine,  # noqa: E402,F401
 from .adapters import build_adapter, known_adapters  # noqa: E402
 from .tuning import POLICIES  # noqa: E402
 
-from .engine.dataset_checks import install as _install_dataset_checks  # noqa
+from .datasets.checks import install as _install_dataset_checks  # noqa
 
 _install_dataset_checks()  # datasets name their problems when built
 

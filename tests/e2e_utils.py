@@ -14,7 +14,8 @@ from typing import Dict, List, Optional
 import pytest
 from mmengine.config import Config
 
-from mmadapter.engine.data_paths import EVALUATORS, LOADERS, config_datasets
+from mmadapter.datasets.config_entries import (EVALUATORS, LOADERS,
+                                               config_datasets)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import TINY_SWIN
-from mmadapter.adapter_sets import load_adapter_set, read_task_checkpoint
+from mmadapter.apis.adapter_sets import load_adapter_set, read_task_checkpoint
 from mmadapter.backbones import AdapterSwinTransformer
 from mmadapter.checkpoint import save_adapter_checkpoint
 from mmadapter.insertion import AdapterSetError

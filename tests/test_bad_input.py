@@ -4,7 +4,7 @@ import torch
 
 from conftest import tiny_swin
 from mmadapter.adapters import AdapterConfigError, build_adapter
-from mmadapter.pretrained import CheckpointMismatchError
+from mmadapter.backbones.pretrained import CheckpointMismatchError
 
 
 def test_unknown_adapter_lists_known_ones():

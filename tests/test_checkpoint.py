@@ -15,7 +15,7 @@ from mmadapter.checkpoint import (ADAPTER_META_KEY, AdapterCheckpointError,
                                   BaseCheckpointWarning, adapter_state_keys,
                                   fold_lora, load_adapter_checkpoint,
                                   save_adapter_checkpoint)
-from mmadapter.pretrained import CheckpointMismatchError
+from mmadapter.backbones.pretrained import CheckpointMismatchError
 from conftest import TINY_SWIN
 from tiny_detectors import (LORA, MONA, assert_same_outputs, build, config,
                             retinanet_cfg, trained, write_base)

@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
-from mmadapter.engine.build import build_model_without_weights
+from mmadapter.cli.build import build_model_without_weights
 from swin_counts import ARCHS, expected_trainable, swin_total
 from test_configs import METHODS
 

@@ -9,9 +9,9 @@ import pytest
 from mmengine.config import Config
 
 from e2e_utils import REPO, data_root_options, run_tool, toy_data
-from mmadapter.engine import cli
-from mmadapter.engine.data_paths import DatasetNotFoundError
-from mmadapter.engine.tasks import enable_tta, task_of
+from mmadapter.cli import commands as cli
+from mmadapter.datasets.paths import DatasetNotFoundError
+from mmadapter.apis.toolboxes import enable_tta, toolbox_of
 from swin_counts import ARCHS, expected_trainable
 
 CONFIGS = {name: osp.join(REPO, 'configs', 'mona', f'swin_l_{name}.py')
@@ -84,7 +84,7 @@ def test_train_stops_before_the_runner_naming_setid_mat(data, tmp_path):
 
 def test_test_time_options_follow_mmpretrain():
     cfg = Config.fromfile(CONFIGS['pets'])
-    task = task_of(cfg)
+    task = toolbox_of(cfg)
     task.enable_visualization(cfg, True, 'vis', 3)
     hook = cfg.default_hooks.visualization
     assert (hook.type, hook.enable, hook.show, hook.wait_time,

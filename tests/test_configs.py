@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import HOOKS
 
-from mmadapter.engine.build import build_model_without_weights
+from mmadapter.cli.build import build_model_without_weights
 from swin_counts import ARCHS, expected_trainable, swin_total
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'

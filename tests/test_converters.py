@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from mmengine.config import ConfigDict
 
 from mmadapter.adapters import MonaModule
+from mmadapter.backbones.swin import rename_official_mona_key
 from mmadapter.checkpoint import (ADAPTER_META_KEY, AdapterCheckpointError,
                                   save_adapter_checkpoint)
-from mmadapter.converters import rename_official_mona_key
 from conftest import TINY_SWIN
 from test_pretrained import to_official_swin, trained_stock
 from tiny_detectors import (LORA, assert_same_outputs, build, config,

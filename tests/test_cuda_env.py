@@ -73,7 +73,7 @@ def test_a_cpu_only_torch_on_a_gpu_machine_is_named(old_driver_machine,
 
 def test_train_stops_before_the_runner_on_unusable_gpus(
         old_driver_machine, tmp_path):
-    from mmadapter.engine import cli
+    from mmadapter.cli import commands as cli
     config = osp.join(REPO, 'configs', 'toy', 'retinanet_swin_toy_voc.py')
     built = []
     original = cli.build_runner

@@ -14,15 +14,15 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from e2e_utils import REPO, data_root_options, toy_config, toy_data
-from mmadapter.checkpoint_checks import (CheckpointFileError,
+from mmadapter.checkpoint.checks import (CheckpointFileError,
                                          check_checkpoint_file,
                                          check_run_checkpoint)
-from mmadapter.engine import cli
-from mmadapter.engine.config_checks import UnknownConfigKeyWarning
-from mmadapter.engine.dataset_checks import (SKIP_ENV, BadImageError,
+from mmadapter.cli import commands as cli
+from mmadapter.cli.config_checks import UnknownConfigKeyWarning
+from mmadapter.datasets.checks import (SKIP_ENV, BadImageError,
                                              EmptyDatasetError,
                                              MissingImagesError)
-from mmadapter.engine.runner_setup import load_config
+from mmadapter.cli.runner_setup import load_config
 
 VOC_CONFIG = osp.join(REPO, 'configs', 'mona', 'retinanet_swin_l_voc.py')
 
@@ -162,7 +162,7 @@ def test_unreadable_image_in_training_is_named(voc, monkeypatch, how,
 
 
 def test_unreadable_image_skipped_and_counted_when_asked(voc, monkeypatch):
-    from mmadapter.engine import dataset_checks
+    from mmadapter.datasets import checks as dataset_checks
     logged = []
     monkeypatch.setattr(dataset_checks, 'print_log',
                         lambda msg, **kwargs: logged.append(msg))

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 PROBE = r'''
 import os, sys
-from mmadapter.engine import cli
+from mmadapter.cli import commands as cli
 
 def gloo_threads():
     names = [open(f'/proc/self/task/{t}/comm').read().strip()

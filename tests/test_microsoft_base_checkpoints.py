@@ -7,11 +7,11 @@ import re
 import pytest
 import torch
 
-from mmadapter.adapter_sets import (AdapterSetError, load_adapter_set,
+from mmadapter.apis.adapter_sets import (AdapterSetError, load_adapter_set,
                                     read_task_checkpoint)
 from mmadapter.checkpoint import (ADAPTER_META_KEY, load_adapter_checkpoint,
                                   save_adapter_checkpoint)
-from mmadapter.pretrained import CheckpointMismatchError
+from mmadapter.backbones.pretrained import CheckpointMismatchError
 from test_checkpoint import make_runner, register_toys, runner_cfg
 from test_pretrained import to_official_swin, trained_stock
 from tiny_detectors import build, retinanet_cfg, trained

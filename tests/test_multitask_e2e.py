@@ -13,7 +13,7 @@ import torch
 from e2e_utils import (data_root_options, last_checkpoint, run_tool,
                        short_schedule_options, toy_config, toy_data)
 from mmadapter.backbones import AdapterSwinTransformer
-from mmadapter.engine.multitask import MultiTaskModel, init_task_model
+from mmadapter.apis.multitask import MultiTaskModel, init_task_model
 from mmadapter.insertion import AdapterSetError
 from tiny_detectors import write_base
 
@@ -84,7 +84,7 @@ def test_one_backbone_serves_three_tasks_as_their_standalone_models(
     results = served.predict_all(images)
     for name, checkpoint in trained['checkpoints'].items():
         standalone = init_task_model(checkpoint)
-        theirs = served.tasks[name].inference(standalone, images)
+        theirs = served.toolboxes[name].inference(standalone, images)
         for ours_one, theirs_one in zip(results[name], theirs):
             assert_same_prediction(ours_one, theirs_one)
         # and the features the heads see, before any thresholding

@@ -11,15 +11,16 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 
 from e2e_utils import REPO, data_root_options, free_port, run_tool, toy_data
-from mmadapter.engine import cli
+from mmadapter.cli import commands as cli
+from mmadapter.datasets.config_entries import leaf_datasets
+from mmadapter.datasets.paths import DatasetNotFoundError, check_dataset_paths
 from mmadapter.engine import amp
 from mmadapter.engine.amp import CPUAmpOptimWrapper
-from mmadapter.engine.data_paths import (DatasetNotFoundError,
-                                         check_dataset_paths, leaf_datasets)
 from mmadapter.engine.dist import (CPUDistributedDataParallel, launcher_env,
                                    setup_cpu_distributed)
-from mmadapter.engine.runner_setup import load_config
-from mmadapter.engine.tasks import UnsupportedTaskError, enable_tta, task_of
+from mmadapter.cli.runner_setup import load_config
+from mmadapter.apis.toolboxes import (UnsupportedToolboxError, enable_tta,
+                                      toolbox_of)
 
 DET_CONFIG = osp.join(REPO, 'configs', 'mona', 'retinanet_swin_l_voc.py')
 SEG_CONFIG = osp.join(REPO, 'configs', 'mona', 'upernet_swin_l_ade20k.py')
@@ -255,33 +256,33 @@ def test_the_float32_form_of_an_amp_optim_wrapper_builds():
 # -------------------------------------------------- detection / segmentation
 def test_visualization_follows_the_task():
     det = Config.fromfile(DET_CONFIG)
-    task_of(det).enable_visualization(det, True, 'vis', 3)
+    toolbox_of(det).enable_visualization(det, True, 'vis', 3)
     hook = det.default_hooks.visualization
     assert hook.type == 'DetVisualizationHook'
     assert (hook.draw, hook.show, hook.wait_time, hook.test_out_dir) == \
         (True, True, 3, 'vis')
 
     seg = Config.fromfile(SEG_CONFIG)
-    task_of(seg).enable_visualization(seg, False, 'vis', 3)
+    toolbox_of(seg).enable_visualization(seg, False, 'vis', 3)
     assert seg.default_hooks.visualization.type == 'SegVisualizationHook'
     assert seg.default_hooks.visualization.draw is True
     assert seg.visualizer.save_dir == 'vis'
 
     del seg.default_hooks['visualization']
     with pytest.raises(ValueError, match='SegVisualizationHook'):
-        task_of(seg).enable_visualization(seg, True, None, 1)
+        toolbox_of(seg).enable_visualization(seg, True, None, 1)
 
 
 def test_prediction_dump_follows_the_task():
     det = Config.fromfile(DET_CONFIG)
-    task_of(det).add_prediction_dump(det, 'preds.pkl')
+    toolbox_of(det).add_prediction_dump(det, 'preds.pkl')
     assert det.test_evaluator[-1] == dict(type='DumpDetResults',
                                           out_file_path='preds.pkl')
     with pytest.raises(ValueError, match='.pkl'):
-        task_of(det).add_prediction_dump(det, 'preds.json')
+        toolbox_of(det).add_prediction_dump(det, 'preds.json')
 
     seg = Config.fromfile(SEG_CONFIG)
-    task_of(seg).add_prediction_dump(seg, 'pred_dir')
+    toolbox_of(seg).add_prediction_dump(seg, 'pred_dir')
     assert seg.test_evaluator.output_dir == 'pred_dir'
     assert seg.test_evaluator.keep_results is True
 
@@ -306,8 +307,8 @@ def test_tta_follows_the_task():
 
 
 def test_task_options_reject_other_scopes():
-    with pytest.raises(UnsupportedTaskError, match="'mmagic'"):
-        task_of(Config(dict(default_scope='mmagic')))
+    with pytest.raises(UnsupportedToolboxError, match="'mmagic'"):
+        toolbox_of(Config(dict(default_scope='mmagic')))
 
 
 # ------------------------------------------------------- CPU multi-process

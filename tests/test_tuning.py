@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import tiny_swin, tiny_vit
-from mmadapter.analysis import parameter_report
+from mmadapter.parameter_report import parameter_report
 
 CASES = {
     'Mona': dict(adapter=dict(type='Mona', bottleneck=8)),

@@ -13,7 +13,7 @@ from conftest import (PAPER_METHODS, TINY_VIT, assert_outputs_equal, images,
 from mmadapter.adapters import AdapterConfigError, MonaModule
 from mmadapter.backbones import AdaptedViTLayer, AdapterViT
 from mmadapter.backbones.vit import CheckpointedViTLayer
-from mmadapter.pretrained import CheckpointMismatchError
+from mmadapter.backbones.pretrained import CheckpointMismatchError
 
 TINY_ARCH = TINY_VIT['arch']
 CONFIGS = sorted(glob.glob(osp.join(osp.dirname(__file__), '..', 'configs',
@@ -506,7 +506,7 @@ def test_config_builds_and_trains_one_iteration(path):
     from mmengine.optim import build_optim_wrapper
 
     from mmadapter.engine.amp import fit_amp_to_device
-    from mmadapter.engine.build import build_model_without_weights
+    from mmadapter.cli.build import build_model_without_weights
 
     cfg = Config.fromfile(path)
     backbone = cfg.model.backbone

@@ -4,7 +4,7 @@
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CKPT]] [--cfg-options KEY=VALUE ...] [--launcher ...]
 
-Options as in mmdet 3.x's tools/train.py; see mmadapter/engine/cli.py.
+Options as in mmdet 3.x's tools/train.py; see mmadapter/cli/commands.py.
 """
 import os.path as osp
 import sys
@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmadapter  # noqa: E402,F401  (registries, checkpoint-loading fix)
-from mmadapter.engine.cli import train  # noqa: E402
+from mmadapter.cli.commands import train  # noqa: E402
 
 if __name__ == '__main__':
     train()

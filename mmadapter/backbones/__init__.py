@@ -1,5 +1,5 @@
-from .shared import TaskBackbone
 from .swin import AdaptedSwinBlock, AdapterSwinTransformer
+from .task_backbone import TaskBackbone
 from .vit import AdaptedViTLayer, AdapterViT
 
 __all__ = [

@@ -18,7 +18,7 @@ adapter-only checkpoints see one set. The other sets are kept beside the
 tree (moved by ``.to()``/``.half()`` with it) and share its frozen weights.
 A backbone built with ``adapter=dict(...)`` holds one set, named
 ``'default'``. Sets from adapter-only checkpoints:
-:mod:`mmadapter.adapter_sets`.
+:mod:`mmadapter.apis.adapter_sets`.
 """
 import inspect
 from typing import Dict, Iterable, List, Optional, Tuple, Type
@@ -32,8 +32,8 @@ from mmadapter.insertion import (AdaptedBlockMixin, AdapterSet,
                                  AdapterSetError, adapter_parameter_names,
                                  build_block_adapters, install_block_adapters,
                                  merge_lora, prepare_block, reset_adapters)
-from mmadapter.pretrained import LoadReport, load_pretrained
 from mmadapter.tuning import apply_policy, normalize_policy
+from .pretrained import LoadReport, load_pretrained
 
 #: Name of the set a backbone built with ``adapter=dict(...)`` holds.
 DEFAULT_SET = 'default'

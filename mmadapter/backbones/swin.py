@@ -1,5 +1,7 @@
 """AdapterSwinTransformer: mmdet's SwinTransformer with adapters and tuning
 policies. With ``adapter=None`` and the default policy it is the stock Swin."""
+import re
+from collections import OrderedDict
 from typing import Dict
 
 import torch.nn.functional as F
@@ -7,10 +9,10 @@ from mmengine.utils import to_2tuple
 from mmdet.models.backbones.swin import (SwinBlock, SwinTransformer,
                                          swin_converter)
 
-from mmadapter.converters import is_official_swin, rename_official_mona_keys
 from mmadapter.insertion import AdaptedBlockMixin
 from mmadapter.registry import MODELS
 from .base import AdapterBackboneMixin
+from .pretrained import ConversionError, StateDict, strip_prefix
 
 
 class AdaptedSwinBlock(AdaptedBlockMixin, SwinBlock):
@@ -61,6 +63,59 @@ def final_norm_to_last_stage(state_dict, last_stage: int) -> Dict:
         return state_dict
     return {target + k[len('norm.'):] if k.startswith('norm.') else k: v
             for k, v in state_dict.items()}
+
+
+# The official releases' naming, mapped on load by convert_pretrained and
+# by the whole-file converters (mmadapter.checkpoint.official_files).
+#: Official Mona module name -> mmadapter insertion site.
+OFFICIAL_MONA_SITES = {
+    'my_module_1': 'adapters.post_attn',
+    'my_module_2': 'adapters.post_ffn',
+}
+#: First name component inside an official Mona -> MonaModule's.
+OFFICIAL_MONA_PARTS = {
+    'project1': 'down_proj',
+    'project2': 'up_proj',
+    'adapter_conv': 'mona_op',
+    'norm': 'norm',
+    'gamma': 'gamma',
+    'gammax': 'gammax',
+}
+_OFFICIAL_MONA_KEY = re.compile(
+    r'^(?P<block>(?:.*\.)?blocks\.\d+\.)(?P<module>my_module_[12])\.'
+    r'(?P<part>[^.]+)(?P<rest>.*)$')
+
+
+def is_official_swin(state_dict: StateDict) -> bool:
+    """Microsoft's naming: ``layers.i.blocks.j...``, ``patch_embed.proj``."""
+    return any(k.startswith('layers.') for k in state_dict)
+
+
+def rename_official_mona_key(key: str) -> str:
+    """``....blocks.j.my_module_1.project1.weight`` ->
+    ``....blocks.j.adapters.post_attn.down_proj.weight``; other keys are
+    returned unchanged. Raises on an unknown Mona parameter."""
+    match = _OFFICIAL_MONA_KEY.match(key)
+    if match is None:
+        return key
+    part = match['part']
+    if part not in OFFICIAL_MONA_PARTS:
+        raise ConversionError(
+            f'{key}: unknown parameter {part!r} of an official Mona module '
+            f'(known: {sorted(OFFICIAL_MONA_PARTS)}).')
+    return (f"{match['block']}{OFFICIAL_MONA_SITES[match['module']]}."
+            f"{OFFICIAL_MONA_PARTS[part]}{match['rest']}")
+
+
+def rename_official_mona_keys(state_dict: StateDict) -> StateDict:
+    """Rename the official Mona modules of an otherwise mmdet-named state
+    dict (with or without a ``backbone.`` prefix)."""
+    return OrderedDict((rename_official_mona_key(k), v)
+                       for k, v in state_dict.items())
+
+
+def has_official_mona(state_dict: StateDict) -> bool:
+    return any(_OFFICIAL_MONA_KEY.match(k) for k in state_dict)
 
 
 @MODELS.register_module()
@@ -125,10 +180,7 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
 
     def convert_pretrained(self, state_dict, model):
         if is_official_swin(state_dict):
-            state_dict = {
-                k[len('backbone.'):]: v
-                for k, v in swin_converter(state_dict).items()
-            }
+            state_dict = strip_prefix(swin_converter(state_dict), 'backbone.')
         state_dict = rename_official_mona_keys(state_dict)
         last = len(self.stages) - 1
         if self.load_final_norm and hasattr(self, f'norm{last}'):

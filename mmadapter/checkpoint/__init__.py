@@ -25,7 +25,10 @@ weights come from the base file, read and converted exactly as its
 
 The package: :mod:`.records` (what a checkpoint holds and its base files'
 identity), :mod:`.base_weights` (reading and checking base files),
-:mod:`.saving`, :mod:`.loading` and :mod:`.conversions` (whole files).
+:mod:`.saving`, :mod:`.loading`, :mod:`.merging` (whole files: merge with
+the base, extract, fold LoRA), :mod:`.official_files` (converting the
+official Swin and Mona releases) and :mod:`.checks` (the files a run is
+given, checked before it starts).
 """
 from .records import (ADAPTER_META_KEY, AdapterCheckpointError,
                       BaseCheckpointWarning, BaseOverride, FORMAT_VERSION,
@@ -41,9 +44,9 @@ from .saving import (reduce_checkpoint, save_adapter_checkpoint)
 from .loading import (ExpansionReport, base_backbone_state, checkpoint_config,
                       expand_adapter_checkpoint, load_adapter_checkpoint,
                       load_checkpoint_dict, verify_frozen_backbone)
-from .conversions import (extract_adapter_checkpoint, fold_lora,
-                          merge_adapter_checkpoint, stock_backbone_type,
-                          strip_adapter_record)
+from .merging import (extract_adapter_checkpoint, fold_lora,
+                      merge_adapter_checkpoint, stock_backbone_type,
+                      strip_adapter_record)
 
 __all__ = [
     'ADAPTER_META_KEY', 'AdapterCheckpointError', 'BaseCheckpointWarning',

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
-from mmadapter.pretrained import read_checkpoint, strip_prefixes
+from mmadapter.backbones.pretrained import read_checkpoint, strip_prefixes
 from .records import (BaseCheckpointWarning, file_sha256, local_file,
                       pretrained_path)
 

@@ -9,7 +9,8 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
-from mmadapter.pretrained import CheckpointMismatchError
+from mmadapter.backbones.pretrained import (CheckpointMismatchError,
+                                            strip_prefix)
 from mmadapter.version import __version__
 from .base_weights import (check_base_hash, frozen_keys_not_in_base,
                            read_base_backbone, resolve_base_path)
@@ -157,9 +158,7 @@ def load_checkpoint_dict(model: nn.Module, checkpoint: dict,
     if 'state_dict' not in checkpoint:
         checkpoint = dict(state_dict=checkpoint)
     expand_adapter_checkpoint(checkpoint, model, base, logger)
-    state = OrderedDict(
-        (k[len('module.'):] if k.startswith('module.') else k, v)
-        for k, v in checkpoint['state_dict'].items())
+    state = strip_prefix(checkpoint['state_dict'], 'module.')
     result = model.load_state_dict(state, strict=strict)
     if not strict and (result.missing_keys or result.unexpected_keys):
         print_log(f'Missing keys {result.missing_keys[:10]}, unexpected '

@@ -6,7 +6,7 @@ from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 
-from mmadapter.analysis import parameter_report
+from mmadapter.parameter_report import parameter_report
 from mmadapter.registry import HOOKS
 
 from .resume import SkipAheadIterator, random_states, set_random_states

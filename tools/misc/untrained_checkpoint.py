@@ -17,8 +17,8 @@ from mmengine.runner import set_random_seed  # noqa: E402
 from mmengine.runner.checkpoint import save_checkpoint  # noqa: E402
 
 import mmadapter  # noqa: E402,F401
-from mmadapter.engine.build import build_model_without_weights  # noqa: E402
-from mmadapter.engine.runner_setup import load_config  # noqa: E402
+from mmadapter.cli.build import build_model_without_weights  # noqa: E402
+from mmadapter.cli.runner_setup import load_config  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -17,7 +17,7 @@ import mmadapter  # noqa: F401  (full unpickling on torch >= 2.6)
 from mmadapter.checkpoint import (checkpoint_config,
                                   extract_adapter_checkpoint,
                                   read_checkpoint_file, write_checkpoint)
-from mmadapter.engine.build import build_model_without_weights
+from mmadapter.cli.build import build_model_without_weights
 
 
 def main():

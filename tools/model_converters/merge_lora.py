@@ -16,7 +16,7 @@ import mmadapter  # noqa: F401  (full unpickling on torch >= 2.6)
 from mmadapter.checkpoint import (checkpoint_config, fold_lora,
                                   load_checkpoint_dict, read_checkpoint_file,
                                   strip_adapter_record, write_checkpoint)
-from mmadapter.engine.build import build_model_without_weights
+from mmadapter.cli.build import build_model_without_weights
 
 
 def main():

@@ -16,8 +16,9 @@ import sys
 
 import mmadapter  # noqa: F401  (full unpickling on torch >= 2.6)
 from mmadapter.checkpoint import read_checkpoint_file, write_checkpoint
-from mmadapter.converters import (check_against_model, convert_official_mona,
-                                  upgrade_meta)
+from mmadapter.checkpoint.official_files import (check_against_model,
+                                                 convert_official_mona,
+                                                 upgrade_meta)
 
 
 def main():
@@ -33,7 +34,7 @@ def main():
     if args.config:
         from mmengine.config import Config
 
-        from mmadapter.engine.build import build_model_without_weights
+        from mmadapter.cli.build import build_model_without_weights
         model = build_model_without_weights(Config.fromfile(args.config))
         check = check_against_model(state_dict, model)
         print(f'Against {args.config}: {check.summary()}')

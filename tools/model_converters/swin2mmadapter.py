@@ -13,7 +13,7 @@ import argparse
 
 import mmadapter  # noqa: F401  (full unpickling on torch >= 2.6)
 from mmadapter.checkpoint import read_checkpoint_file, write_checkpoint
-from mmadapter.converters import convert_official_swin
+from mmadapter.checkpoint.official_files import convert_official_swin
 
 
 def main():

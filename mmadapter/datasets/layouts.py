@@ -14,6 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
+from .config_entries import config_datasets
+
 
 def _voc(dataset_cfg: dict) -> List[str]:
     image_set = dataset_cfg.get('image_set_path') or \
@@ -84,7 +86,6 @@ def detect_layout(root: str) -> Optional[str]:
 def layout_mismatches(cfg: Config, loaders: Sequence[str]) -> str:
     """Lines naming every dataset of the config whose ``data_root`` holds
     another known dataset's layout ('' when there is none)."""
-    from .data_paths import config_datasets  # data_paths imports this
     lines = []
     for key, dataset in config_datasets(cfg, loaders):
         expected = DATASET_LAYOUTS.get(

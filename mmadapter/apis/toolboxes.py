@@ -1,11 +1,12 @@
-"""What differs between detection (mmdet), segmentation (mmseg) and
-classification (mmpretrain) configs at test time: visualization, prediction
-dumps, test-time augmentation, and the stock inference API (``mmdet.apis`` /
-``mmseg.apis``: build a model for inference, run it on images, draw a result
-with the stock visualiser).
+"""The OpenMMLab toolboxes a config can belong to (mmdet, mmseg,
+mmpretrain) and what differs between them at test time: visualization,
+prediction dumps, test-time augmentation, and the stock inference API
+(``mmdet.apis`` / ``mmseg.apis``: build a model for inference, run it on
+images, draw a result with the stock visualiser).
 
-The task is read from the config's ``default_scope``; training needs no
-task-specific handling.
+The toolbox is read from the config's ``default_scope``; training needs no
+toolbox-specific handling. (A *task*, elsewhere in mmadapter, is one trained
+adapter set with its neck and head.)
 """
 import copy
 import warnings
@@ -15,14 +16,14 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config, ConfigDict
 
-from .data_paths import evaluator_metrics
+from mmadapter.datasets.config_entries import evaluator_metrics
 
 
-class UnsupportedTaskError(ValueError):
+class UnsupportedToolboxError(ValueError):
     """The config's ``default_scope`` is not mmdet, mmseg or mmpretrain."""
 
 
-class Task(ABC):
+class Toolbox(ABC):
     scope: str
     visualization_hook: str
     default_tta_model: dict
@@ -38,7 +39,7 @@ class Task(ABC):
         """Make testing also save the raw predictions to ``out``."""
 
     # the stock inference API (multi-task serving); not abstract, so that a
-    # task without it (classification) still works for the options above
+    # toolbox without it (classification) still works for the options above
     def init_model(self, cfg: Config, device: str):
         """The model of ``cfg`` built for inference (no weights loaded), as
         the stock ``init_detector`` / ``init_model`` builds it."""
@@ -50,11 +51,11 @@ class Task(ABC):
         raise self._no_inference_api()
 
     def visualizer(self, name: str):
-        """The stock visualiser of this task."""
+        """The stock visualiser of this toolbox."""
         raise self._no_inference_api()
 
-    def _no_inference_api(self) -> UnsupportedTaskError:
-        return UnsupportedTaskError(
+    def _no_inference_api(self) -> UnsupportedToolboxError:
+        return UnsupportedToolboxError(
             f'Inference through the stock API is not supported for '
             f'{self.scope} configs (detection and segmentation are).')
 
@@ -82,7 +83,20 @@ class Task(ABC):
         return hooks['visualization']
 
 
-class DetectionTask(Task):
+def add_pickle_dump(cfg: Config, out: str, predictions: str,
+                    dump_metric: str) -> None:
+    """Add the toolbox's ``dump_metric`` to the test evaluator, saving the
+    raw ``predictions`` (e.g. 'detection') to the pickle file ``out``."""
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ValueError(
+            f'--out {out!r}: {predictions} predictions are dumped to a '
+            'pickle file; give a path ending in .pkl or .pickle.')
+    cfg.test_evaluator = [
+        *evaluator_metrics(cfg.test_evaluator),
+        dict(type=dump_metric, out_file_path=out)]
+
+
+class DetectionToolbox(Toolbox):
     scope = 'mmdet'
     visualization_hook = 'DetVisualizationHook'
     # mmdet's tools/test.py default: flip TTA merged by NMS
@@ -115,16 +129,10 @@ class DetectionTask(Task):
         return dict(pred_score_thr=score_thr)
 
     def add_prediction_dump(self, cfg, out):
-        if not out.endswith(('.pkl', '.pickle')):
-            raise ValueError(
-                f'--out {out!r}: detection predictions are dumped to a '
-                'pickle file; give a path ending in .pkl or .pickle.')
-        cfg.test_evaluator = [
-            *evaluator_metrics(cfg.test_evaluator),
-            dict(type='DumpDetResults', out_file_path=out)]
+        add_pickle_dump(cfg, out, 'detection', 'DumpDetResults')
 
 
-class SegmentationTask(Task):
+class SegmentationToolbox(Toolbox):
     scope = 'mmseg'
     visualization_hook = 'SegVisualizationHook'
     default_tta_model = dict(type='SegTTAModel')
@@ -157,7 +165,7 @@ class SegmentationTask(Task):
             metric['keep_results'] = True
 
 
-class ClassificationTask(Task):
+class ClassificationToolbox(Toolbox):
     scope = 'mmpretrain'
     visualization_hook = 'VisualizationHook'
     # mmpretrain's tools/test.py default: scores averaged over flips
@@ -171,30 +179,25 @@ class ClassificationTask(Task):
         hook['out_dir'] = show_dir
 
     def add_prediction_dump(self, cfg, out):
-        if not out.endswith(('.pkl', '.pickle')):
-            raise ValueError(
-                f'--out {out!r}: classification predictions are dumped to a '
-                'pickle file; give a path ending in .pkl or .pickle.')
-        cfg.test_evaluator = [
-            *evaluator_metrics(cfg.test_evaluator),
-            dict(type='DumpResults', out_file_path=out)]
+        add_pickle_dump(cfg, out, 'classification', 'DumpResults')
 
 
-TASKS: Dict[str, Task] = {
-    task.scope: task
-    for task in (DetectionTask(), SegmentationTask(), ClassificationTask())
+TOOLBOXES: Dict[str, Toolbox] = {
+    toolbox.scope: toolbox
+    for toolbox in (DetectionToolbox(), SegmentationToolbox(),
+                    ClassificationToolbox())
 }
 
 
-def task_of(cfg: Config) -> Task:
+def toolbox_of(cfg: Config) -> Toolbox:
     scope = cfg.get('default_scope')
-    if scope not in TASKS:
-        raise UnsupportedTaskError(
+    if scope not in TOOLBOXES:
+        raise UnsupportedToolboxError(
             f"This option supports detection (default_scope='mmdet'), "
             f"segmentation (default_scope='mmseg') and classification "
             f"(default_scope='mmpretrain') configs; this config's "
             f'default_scope is {scope!r}.')
-    return TASKS[scope]
+    return TOOLBOXES[scope]
 
 
 def innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
@@ -226,10 +229,10 @@ def enable_tta(cfg: Config) -> None:
     """Wrap ``cfg.model`` in the config's ``tta_model`` and test with its
     ``tta_pipeline``; either defaults to horizontal-flip TTA when the config
     has none."""
-    task = task_of(cfg)
+    toolbox = toolbox_of(cfg)
     test_dataset = innermost_dataset(cfg.test_dataloader.dataset)
     if 'tta_model' not in cfg:
-        cfg.tta_model = copy.deepcopy(task.default_tta_model)
+        cfg.tta_model = copy.deepcopy(toolbox.default_tta_model)
     if 'tta_pipeline' not in cfg:
         cfg.tta_pipeline = flip_tta_pipeline(test_dataset.pipeline)
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)

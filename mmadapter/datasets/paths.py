@@ -7,52 +7,20 @@ a bare ``FileNotFoundError``.
 """
 import os
 import os.path as osp
-from typing import Iterator, List, Sequence, Tuple
+from typing import List, Sequence
 
 from mmengine.config import Config
 
-from .dataset_layouts import implicit_files
+from .config_entries import (EVALUATORS, LOADERS, config_datasets,
+                             evaluator_metrics)
+from .layouts import implicit_files
 
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-EVALUATORS = ('val_evaluator', 'test_evaluator')
 DATA_DOCS = ('README.md, section "Data preparation" (or generate a small '
              'synthetic dataset with `python tools/misc/make_toy_data.py`)')
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset file or directory named by the config does not exist."""
-
-
-def leaf_datasets(dataset_cfg, path: str) -> Iterator[Tuple[str, dict]]:
-    """The datasets that read files, with their config key path, looking
-    through wrappers (RepeatDataset, ConcatDataset, ClassBalancedDataset,
-    MultiImageMixDataset, ...)."""
-    if 'datasets' in dataset_cfg:
-        for i, child in enumerate(dataset_cfg['datasets']):
-            yield from leaf_datasets(child, f'{path}.datasets.{i}')
-    elif 'dataset' in dataset_cfg:
-        yield from leaf_datasets(dataset_cfg['dataset'], f'{path}.dataset')
-    else:
-        yield path, dataset_cfg
-
-
-def config_datasets(cfg: Config,
-                    loaders: Sequence[str]) -> Iterator[Tuple[str, dict]]:
-    """:func:`leaf_datasets` of the named dataloaders of ``cfg`` (absent
-    ones, or ones without a dataset, are skipped)."""
-    for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if loader_cfg and loader_cfg.get('dataset'):
-            yield from leaf_datasets(loader_cfg['dataset'],
-                                     f'{loader}.dataset')
-
-
-def evaluator_metrics(evaluator_cfg) -> list:
-    """The metric configs of an evaluator setting: one metric or a list."""
-    if not evaluator_cfg:
-        return []
-    return list(evaluator_cfg) if isinstance(evaluator_cfg, (list, tuple)) \
-        else [evaluator_cfg]
 
 
 def _is_remote(path: str, dataset_cfg: dict) -> bool:

@@ -1,4 +1,7 @@
-"""Key conversion from other checkpoint formats to mmadapter's naming.
+"""Whole-file conversion of the official releases' checkpoints to
+mmadapter's naming (tools/model_converters), with a report of what was
+renamed, kept and left out. The key maps themselves sit beside the model
+they serve (:mod:`mmadapter.backbones.swin`):
 
 * Microsoft's official Swin (``layers.i.blocks.j.attn.qkv`` ...; ImageNet
   classifiers and the detection/segmentation forks), with or without a
@@ -18,34 +21,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
-import torch
 import torch.nn as nn
 from mmdet.models.backbones.swin import swin_converter
 
-StateDict = Dict[str, torch.Tensor]
+from mmadapter.backbones.pretrained import (ConversionError, StateDict,
+                                            split_backbone, unwrap_state_dict)
+from mmadapter.backbones.swin import (has_official_mona, is_official_swin,
+                                      rename_official_mona_key)
 
-#: Official Mona module name -> mmadapter insertion site.
-OFFICIAL_MONA_SITES = {
-    'my_module_1': 'adapters.post_attn',
-    'my_module_2': 'adapters.post_ffn',
-}
-#: First name component inside an official Mona -> MonaModule's.
-OFFICIAL_MONA_PARTS = {
-    'project1': 'down_proj',
-    'project2': 'up_proj',
-    'adapter_conv': 'mona_op',
-    'norm': 'norm',
-    'gamma': 'gamma',
-    'gammax': 'gammax',
-}
-_OFFICIAL_MONA_KEY = re.compile(
-    r'^(?P<block>(?:.*\.)?blocks\.\d+\.)(?P<module>my_module_[12])\.'
-    r'(?P<part>[^.]+)(?P<rest>.*)$')
 _SWIN_V2_MARKERS = ('logit_scale', 'cpb_mlp', 'relative_coords_table')
-
-
-class ConversionError(ValueError):
-    """A checkpoint that is not in the format a converter expects."""
 
 
 @dataclass
@@ -89,42 +73,6 @@ def _grouped(lines) -> List[str]:
             for line, n in counts.items()]
 
 
-def unwrap_state_dict(checkpoint) -> StateDict:
-    """The tensors of a loaded checkpoint, whatever its wrapping
-    (``state_dict``, ``model``, ``module`` or bare)."""
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(checkpoint, dict) and isinstance(
-                checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    if not isinstance(checkpoint, dict):
-        raise ConversionError(
-            f'Expected a checkpoint dict, got {type(checkpoint).__name__}.')
-    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k,
-                        v) for k, v in checkpoint.items()
-                       if isinstance(v, torch.Tensor))
-
-
-def split_backbone(state_dict: StateDict,
-                   prefix: str = 'backbone.') -> Tuple[StateDict, StateDict]:
-    """(backbone keys without ``prefix``, all other keys). A file without
-    any ``prefix`` key is taken as a bare backbone."""
-    if not any(k.startswith(prefix) for k in state_dict):
-        return OrderedDict(state_dict), OrderedDict()
-    backbone, rest = OrderedDict(), OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith(prefix):
-            backbone[key[len(prefix):]] = value
-        else:
-            rest[key] = value
-    return backbone, rest
-
-
-def is_official_swin(state_dict: StateDict) -> bool:
-    """Microsoft's naming: ``layers.i.blocks.j...``, ``patch_embed.proj``."""
-    return any(k.startswith('layers.') for k in state_dict)
-
-
 def official_swin_to_mmdet(backbone: StateDict, report: ConversionReport,
                            source_prefix: str = '') -> StateDict:
     """Microsoft-named backbone keys (no prefix) -> mmdet's names, with the
@@ -165,33 +113,6 @@ def official_swin_to_mmdet(backbone: StateDict, report: ConversionReport,
         else:
             report.renamed.append((old, new))
     return converted
-
-
-def rename_official_mona_key(key: str) -> str:
-    """``....blocks.j.my_module_1.project1.weight`` ->
-    ``....blocks.j.adapters.post_attn.down_proj.weight``; other keys are
-    returned unchanged. Raises on an unknown Mona parameter."""
-    match = _OFFICIAL_MONA_KEY.match(key)
-    if match is None:
-        return key
-    part = match['part']
-    if part not in OFFICIAL_MONA_PARTS:
-        raise ConversionError(
-            f'{key}: unknown parameter {part!r} of an official Mona module '
-            f'(known: {sorted(OFFICIAL_MONA_PARTS)}).')
-    return (f"{match['block']}{OFFICIAL_MONA_SITES[match['module']]}."
-            f"{OFFICIAL_MONA_PARTS[part]}{match['rest']}")
-
-
-def rename_official_mona_keys(state_dict: StateDict) -> StateDict:
-    """Rename the official Mona modules of an otherwise mmdet-named state
-    dict (with or without a ``backbone.`` prefix)."""
-    return OrderedDict((rename_official_mona_key(k), v)
-                       for k, v in state_dict.items())
-
-
-def has_official_mona(state_dict: StateDict) -> bool:
-    return any(_OFFICIAL_MONA_KEY.match(k) for k in state_dict)
 
 
 def convert_official_swin(checkpoint) -> Tuple[StateDict, ConversionReport]:

@@ -12,24 +12,24 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config, DictAction
 
-from mmadapter.cli.cuda_env import CudaEnvError, check_gpu_run
-
-from .amp import enable_amp
-from .atomic_checkpoint import CheckpointWriteError
+from mmadapter.apis.toolboxes import enable_tta, toolbox_of
+from mmadapter.datasets.checks import (SKIP_ENV, DataError,
+                                       check_annotation_files)
+from mmadapter.datasets.layouts import layout_mismatches
+from mmadapter.datasets.paths import DatasetNotFoundError, check_dataset_paths
+from mmadapter.engine.amp import enable_amp
+from mmadapter.engine.atomic_checkpoint import CheckpointWriteError
+from mmadapter.engine.dist import end_distributed_run
+from mmadapter.engine.rank_watchdog import LostRankError, watch_ranks
+from .cuda_env import CudaEnvError, check_gpu_run
 from .check_data import check_data
-from .dataset_layouts import layout_mismatches
-from .data_paths import DatasetNotFoundError, check_dataset_paths
-from .dataset_checks import SKIP_ENV, DataError, check_annotation_files
-from .dist import end_distributed_run
 from .input_checks import check_run_checkpoints, check_test_checkpoint
-from .rank_watchdog import LostRankError, watch_ranks
 from .preflight import check_backbone_config
 from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
                            set_resume, set_work_dir)
-from .tasks import enable_tta, task_of
 
 # Mistakes in the command or the config found before the Runner is built
-# (DatasetNotFoundError is a FileNotFoundError, UnsupportedTaskError a
+# (DatasetNotFoundError is a FileNotFoundError, UnsupportedToolboxError a
 # ValueError), and GPUs that the run cannot use (CudaEnvError).
 
 USER_ERRORS = (FileNotFoundError, ValueError, CudaEnvError)
@@ -182,12 +182,12 @@ def prepare_test_config(args: argparse.Namespace) -> Config:
     check_test_checkpoint(cfg, args.checkpoint)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
-        task_of(cfg).enable_visualization(cfg, args.show, args.show_dir,
-                                          args.wait_time)
+        toolbox_of(cfg).enable_visualization(cfg, args.show, args.show_dir,
+                                             args.wait_time)
     if args.tta:
         enable_tta(cfg)
     if args.out is not None:
-        task_of(cfg).add_prediction_dump(cfg, args.out)
+        toolbox_of(cfg).add_prediction_dump(cfg, args.out)
     check_data_paths(cfg, loaders=['test_dataloader'],
                      evaluators=['test_evaluator'])
     check_annotation_files(cfg, ['test_dataloader'])

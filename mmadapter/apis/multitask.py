@@ -2,7 +2,7 @@
 instance in memory, and per task an adapter-only checkpoint (adapters +
 neck + head) served as a named adapter set::
 
-    from mmadapter.engine.multitask import MultiTaskModel
+    from mmadapter.apis import MultiTaskModel
     base = 'data/pretrained/swin_large_patch4_window7_224_22k.pth'
     tasks = MultiTaskModel(base, dict(voc='work_dirs/voc/iter_600.pth',
                                       ade='work_dirs/ade/iter_160000.pth'))
@@ -15,11 +15,9 @@ Each task model is the stock mmdet / mmseg model of its config, built by
 ``inference_detector`` / ``inference_model``; its predictions are those of
 the standalone model (:func:`init_task_model`).
 """
-import argparse
 import copy
 import inspect
 import os.path as osp
-import time
 from typing import Dict, List, Optional, Union
 
 import torch.nn as nn
@@ -27,11 +25,11 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 from mmengine.registry import MODELS
 
-from mmadapter.adapter_sets import (TaskCheckpoint, load_adapter_set,
-                                    read_task_checkpoint)
 from mmadapter.checkpoint import load_adapter_checkpoint
 from mmadapter.insertion import AdapterSetError
-from .tasks import Task, task_of
+from .adapter_sets import (TaskCheckpoint, load_adapter_set,
+                           read_task_checkpoint)
+from .toolboxes import Toolbox, toolbox_of
 
 ImageArg = Union[str, object, List]
 
@@ -132,14 +130,14 @@ class MultiTaskModel:
             for name, path in tasks.items()}
         self.configs: Dict[str, Config] = {
             name: task.config for name, task in checkpoints.items()}
-        self.tasks: Dict[str, Task] = {
-            name: task_of(cfg) for name, cfg in self.configs.items()}
+        self.toolboxes: Dict[str, Toolbox] = {
+            name: toolbox_of(cfg) for name, cfg in self.configs.items()}
         self.backbone = build_shared_backbone(checkpoints, base, device)
         self.models: Dict[str, nn.Module] = {}
         for name, task in checkpoints.items():
             out_indices = _stock_out_indices(task.backbone_cfg,
                                              type(self.backbone))
-            model = self.tasks[name].init_model(
+            model = self.toolboxes[name].init_model(
                 task_config(task, name, out_indices), device)
             load_task_head(model, task)
             model.backbone.attach(self.backbone)
@@ -163,7 +161,7 @@ class MultiTaskModel:
         if task not in self.models:
             raise AdapterSetError(
                 f'No task named {task!r}; loaded tasks: {list(self.models)}.')
-        return self.tasks[task].inference(self.models[task], images)
+        return self.toolboxes[task].inference(self.models[task], images)
 
     def predict_all(self, images: ImageArg) -> Dict[str, object]:
         return {name: self.predict(name, images) for name in self.models}
@@ -179,7 +177,7 @@ class MultiTaskModel:
             per_image = result if isinstance(result, list) else [result]
             for path, sample in zip(paths, per_image):
                 out_file = osp.join(out_dir, name, osp.basename(path))
-                self.tasks[name].draw(self.models[name],
+                self.toolboxes[name].draw(self.models[name],
                                       mmcv.imread(path, channel_order='rgb'),
                                       sample, out_file, score_thr)
                 written.append(out_file)
@@ -193,7 +191,7 @@ def init_task_model(checkpoint: str, config=None, device: str = 'cpu',
     checkpoint loaded in one call (what :class:`MultiTaskModel` is
     compared with)."""
     task = read_task_checkpoint(checkpoint, config)
-    model = task_of(task.config).init_model(copy.deepcopy(task.config),
+    model = toolbox_of(task.config).init_model(copy.deepcopy(task.config),
                                             'cpu')
     loaded = load_adapter_checkpoint(model, checkpoint, base=base)
     meta = loaded.get('meta') or {}
@@ -201,59 +199,3 @@ def init_task_model(checkpoint: str, config=None, device: str = 'cpu',
         model.dataset_meta = copy.deepcopy(meta['dataset_meta'])
     return model.to(device).eval()
 
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Run several tasks on the same images with one shared '
-        'frozen backbone: one base checkpoint, one adapter-only checkpoint '
-        'per task. Writes each task\'s results as the stock visualisers '
-        'draw them to OUT_DIR/<task>/<image>.')
-    parser.add_argument('base', help='the base checkpoint every task was '
-                        'trained on')
-    parser.add_argument('images', nargs='+', help='image files')
-    parser.add_argument('--task', action='append', required=True,
-                        metavar='NAME=CHECKPOINT',
-                        help='a task and its adapter-only checkpoint '
-                        '(repeat per task)')
-    parser.add_argument('--config', action='append', default=[],
-                        metavar='NAME=CONFIG',
-                        help='config of a task, if not the one its '
-                        'checkpoint records')
-    parser.add_argument('--out-dir', default='multitask_vis')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='detections below this score are not drawn')
-    return parser.parse_args(argv)
-
-
-def _pairs(items, option) -> Dict[str, str]:
-    pairs = {}
-    for item in items:
-        name, sep, value = item.partition('=')
-        if not sep or not name or not value:
-            raise SystemExit(f'{option} {item!r}: expected NAME=PATH.')
-        if name in pairs:
-            raise SystemExit(f'{option}: task {name!r} given twice.')
-        pairs[name] = value
-    return pairs
-
-
-def main(argv=None) -> Dict[str, object]:
-    args = parse_args(argv)
-    tasks = _pairs(args.task, '--task')
-    configs = _pairs(args.config, '--config')
-    unknown = sorted(set(configs) - set(tasks))
-    if unknown:
-        raise SystemExit(f'--config for unknown task(s) {unknown}; tasks: '
-                         f'{sorted(tasks)}.')
-    start = time.perf_counter()
-    model = MultiTaskModel(args.base, tasks, configs, args.device)
-    loaded = time.perf_counter()
-    results = model.predict_all(args.images)
-    done = time.perf_counter()
-    written = model.draw(args.images, results, args.out_dir, args.score_thr)
-    print(f'{model.summary()}\nLoaded in {loaded - start:.1f} s; '
-          f'{len(tasks)} tasks on {len(args.images)} image(s) in '
-          f'{done - loaded:.1f} s; wrote {len(written)} files under '
-          f'{args.out_dir}/.')
-    return results

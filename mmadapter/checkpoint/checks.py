@@ -14,12 +14,12 @@ from typing import List, Optional
 import torch
 from mmengine.config import Config
 
-from mmadapter.checkpoint import (adapter_info, file_sha256, local_file,
-                                  pretrained_path)
+from mmadapter.backbones.base import architecture_of
+from mmadapter.registry import MODELS
+from .records import adapter_info, file_sha256, local_file, pretrained_path
 
-# backbone settings that decide the adapters' and the base's tensors
-ARCH_KEYS = ('type', 'adapter', 'tuning', 'embed_dims', 'depths',
-             'num_heads', 'arch', 'patch_size', 'window_size', 'mlp_ratio')
+# besides the architecture, what decides the adapters' tensors
+METHOD_KEYS = ('type', 'adapter', 'tuning')
 
 
 class CheckpointFileError(ValueError):
@@ -77,8 +77,16 @@ def _meta_only(path: str) -> dict:
 
 
 def _arch(backbone_cfg) -> dict:
-    return {k: backbone_cfg.get(k) for k in ARCH_KEYS
-            if k in (backbone_cfg or {})}
+    """The backbone's type, adapter and tuning policy, then its
+    architecture as :func:`~mmadapter.backbones.base.architecture_of`
+    defines it (the class defaults filled in when the type is known)."""
+    backbone_type = backbone_cfg.get('type')
+    backbone_cls = MODELS.get(backbone_type) if isinstance(
+        backbone_type, str) else backbone_type
+    if not isinstance(backbone_cls, type):
+        backbone_cls = object  # unknown type: the config's values only
+    method = {k: backbone_cfg.get(k) for k in METHOD_KEYS}
+    return {**method, **architecture_of(backbone_cls, backbone_cfg)}
 
 
 def _backbone_cfg(cfg: Config):
@@ -119,7 +127,8 @@ def adapter_checkpoint_problems(path: str, cfg: Config) -> List[str]:
             before, now = _arch(trained), _arch(backbone)
             changed = [f'{k}: {before.get(k)!r} in the checkpoint, '
                        f'{now.get(k)!r} in the config'
-                       for k in ARCH_KEYS if before.get(k) != now.get(k)]
+                       for k in dict.fromkeys([*before, *now])
+                       if before.get(k) != now.get(k)]
             if changed:
                 problems.append(
                     'it was trained with another backbone configuration ('

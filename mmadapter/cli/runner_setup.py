@@ -7,12 +7,12 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .amp import fit_amp_to_device
-from .checkpoint_hook import (enable_adapter_checkpoint_loading,
-                              use_atomic_checkpoints)
+from mmadapter.datasets.paths import retarget_data_root
+from mmadapter.engine.amp import fit_amp_to_device
+from mmadapter.engine.checkpoint_hook import (
+    enable_adapter_checkpoint_loading, use_atomic_checkpoints)
+from mmadapter.engine.dist import setup_cpu_distributed
 from .config_checks import warn_unknown_options
-from .data_paths import retarget_data_root
-from .dist import setup_cpu_distributed
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,

@@ -1,8 +1,9 @@
 """Loading pretrained backbone weights: read, strip prefixes, convert, match,
 report, and refuse to go on when nothing matched."""
 import os.path as osp
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -12,6 +13,10 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint that cannot initialise the model it was given to."""
+
+
+class ConversionError(ValueError):
+    """A checkpoint that is not in the format a converter expects."""
 
 
 @dataclass
@@ -48,35 +53,67 @@ class LoadReport:
         return '\n'.join(lines)
 
 
-def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
-    """The state dict of a checkpoint file or URL, whatever its wrapping
-    (``state_dict``, ``model``, ``module`` or bare)."""
+StateDict = Dict[str, torch.Tensor]
+
+
+def strip_prefix(state_dict: StateDict, prefix: str) -> StateDict:
+    """``state_dict`` with ``prefix`` removed from the keys that start with
+    it; other keys unchanged, order kept."""
+    return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v)
+                       for k, v in state_dict.items())
+
+
+def split_backbone(state_dict: StateDict,
+                   prefix: str = 'backbone.') -> Tuple[StateDict, StateDict]:
+    """(backbone keys without ``prefix``, all other keys). A file without
+    any ``prefix`` key is taken as a bare backbone."""
+    if not any(k.startswith(prefix) for k in state_dict):
+        return OrderedDict(state_dict), OrderedDict()
+    backbone, rest = OrderedDict(), OrderedDict()
+    for key, value in state_dict.items():
+        if key.startswith(prefix):
+            backbone[key[len(prefix):]] = value
+        else:
+            rest[key] = value
+    return backbone, rest
+
+
+def unwrap_state_dict(checkpoint, source: str = 'The checkpoint'
+                      ) -> StateDict:
+    """The tensors of a loaded checkpoint, whatever its wrapping
+    (``state_dict``, ``model``, ``module`` or bare), keys without a DDP
+    ``module.`` prefix. ``source`` names the file in the error."""
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(checkpoint, dict) and isinstance(
+                checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if not isinstance(checkpoint, dict):
+        raise CheckpointMismatchError(
+            f'{source} holds a {type(checkpoint).__name__}, not a state '
+            'dict.')
+    return strip_prefix(
+        OrderedDict((k, v) for k, v in checkpoint.items()
+                    if isinstance(v, torch.Tensor)), 'module.')
+
+
+def read_checkpoint(path: str) -> StateDict:
+    """The state dict of a checkpoint file or URL
+    (:func:`unwrap_state_dict`)."""
     if '://' not in path and not osp.isfile(path):
         raise FileNotFoundError(
             f'Pretrained checkpoint {path!r} does not exist. Download it as '
             'described in the README ("Pretrained weights") or fix the path '
             "in the config's init_cfg.checkpoint.")
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
-            ckpt = ckpt[key]
-            break
-    if not isinstance(ckpt, dict):
-        raise CheckpointMismatchError(
-            f'{path} holds a {type(ckpt).__name__}, not a state dict.')
-    return {k: v for k, v in ckpt.items() if isinstance(v, torch.Tensor)}
+    return unwrap_state_dict(
+        CheckpointLoader.load_checkpoint(path, map_location='cpu'), path)
 
 
-def strip_prefixes(state_dict: Dict[str, torch.Tensor],
-                   prefix: str = 'backbone.') -> Dict[str, torch.Tensor]:
+def strip_prefixes(state_dict: StateDict,
+                   prefix: str = 'backbone.') -> StateDict:
     """Drop a DDP ``module.`` prefix, and when the file holds a whole model
     (keys under ``backbone.``), keep only the backbone's keys."""
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
-                  for k, v in state_dict.items()}
-    if any(k.startswith(prefix) for k in state_dict):
-        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
-                      if k.startswith(prefix)}
-    return state_dict
+    return split_backbone(strip_prefix(state_dict, 'module.'), prefix)[0]
 
 
 def load_pretrained(model: nn.Module, path: str,

@@ -1,13 +1,13 @@
 """The checkpoint files a train or test run is given (``--resume``,
 ``load_from``, the backbone's ``init_cfg``, tools/test.py's CHECKPOINT),
-checked before the Runner is built (:mod:`mmadapter.checkpoint_checks`)."""
+checked before the Runner is built (:mod:`mmadapter.checkpoint.checks`)."""
 import glob
 import os.path as osp
 from typing import List, Optional
 
 from mmengine.config import Config
 
-from mmadapter.checkpoint_checks import (CheckpointFileError,
+from mmadapter.checkpoint.checks import (CheckpointFileError,
                                          check_checkpoint_file,
                                          check_run_checkpoint)
 

@@ -9,6 +9,7 @@ from mmengine.config import Config
 
 from mmadapter.adapters import AdapterModule, LowRankDelta
 from mmadapter.backbones.base import AdapterBackboneMixin
+from mmadapter.backbones.pretrained import strip_prefix
 from .loading import expand_adapter_checkpoint, verify_frozen_backbone
 from .records import (ADAPTER_META_KEY, AdapterCheckpointError,
                       backbone_prefixes, base_record,
@@ -49,9 +50,7 @@ def extract_adapter_checkpoint(checkpoint: dict, model: nn.Module,
     if is_adapter_checkpoint(checkpoint):
         raise AdapterCheckpointError('This is already an adapter-only '
                                      'checkpoint.')
-    state = OrderedDict(
-        (k[len('module.'):] if k.startswith('module.') else k, v)
-        for k, v in checkpoint['state_dict'].items())
+    state = strip_prefix(checkpoint['state_dict'], 'module.')
     model.load_state_dict(state, strict=True)
     if base is None:
         bases = base_records_from_init_cfg(model)

@@ -48,7 +48,7 @@ class TaskBackbone(nn.Module):
         if self.shared is None:
             raise RuntimeError(
                 f'TaskBackbone {self.adapter_set!r} has no shared backbone: '
-                'call attach(backbone) first (mmadapter.engine.multitask '
+                'call attach(backbone) first (mmadapter.apis.multitask '
                 'does).')
         self.shared.activate_adapter_set(self.adapter_set)
         outs = self.shared(x)

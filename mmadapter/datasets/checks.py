@@ -31,6 +31,8 @@ from xml.etree import ElementTree as ET
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
+from .config_entries import config_datasets
+
 SKIP_ENV = 'MMADAPTER_SKIP_BAD_IMAGES'
 FILE_KEYS = ('img_path', 'seg_map_path')
 SHOWN = 5  # names listed in a message
@@ -270,7 +272,6 @@ def install() -> None:
 def check_annotation_files(cfg, loaders) -> None:
     """Raise :class:`EmptyDatasetError` for an annotation file of 0 bytes
     (its parser would fail with a bare JSON or XML error)."""
-    from .data_paths import config_datasets
     for key, dataset in config_datasets(cfg, loaders):
         ann_file = dataset.get('ann_file') or ''
         root = dataset.get('data_root') or ''
