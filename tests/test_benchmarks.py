@@ -60,20 +60,21 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
     assert f'{mona["time_margin"]:+.2f} ({q1:+.2f}..{q3:+.2f}) / ' in table
 
 
-def test_gpu_session_measures_the_three_settings(tmp_path):
-    """The GPU session's measurements, tiny and on the CPU: each setting's
-    table with the floor's margins, its batch and precision (COCO's fp16
-    AMP at batch 1 and ADE20K's fp32 at batch 2; VOC differs from COCO only
-    in its numbers)."""
+def test_settings_measure_each_papers_batch_and_precision(tmp_path):
+    """The per-setting step measurements (run by the GPU lease command),
+    tiny and on the CPU: each setting's table with the floor's margins, its
+    batch and precision (COCO's fp16 AMP at batch 1 and ADE20K's fp32 at
+    batch 2; VOC differs from COCO only in its numbers)."""
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     from bench_report import margin_text
-    proc = subprocess.run(
-        ['bash', 'benchmarks/gpu_session.sh', '--quick', '--device', 'cpu',
-         '--methods', 'Full', 'Fixed (grad through blocks)', 'Mona'],
-        cwd=REPO, check=True, capture_output=True, text=True, timeout=900,
-        env={**os.environ, 'OUT': str(tmp_path), 'PYTHON': sys.executable,
-             'SETTING_TIMEOUT': '800', 'SETTINGS': 'coco ade20k'})
-    assert 'coco: exit 0' in proc.stdout and 'ade20k: exit 0' in proc.stdout
+    for setting in ('coco', 'ade20k'):
+        subprocess.run(
+            [sys.executable, 'benchmarks/run_benchmarks.py', '--quick',
+             '--device', 'cpu', '--setting', setting, '--repeats', '1',
+             '--out-dir', str(tmp_path), '--methods', 'Full',
+             'Fixed (grad through blocks)', 'Mona'],
+            cwd=REPO, check=True, capture_output=True, text=True,
+            timeout=800)
     # (fp16 autocast runs as bf16 on CPU)
     expected = {'coco': ((32, 64), 1, 'bf16'), 'ade20k': ((32, 32), 2, None)}
     for setting, (hw, batch, amp) in expected.items():

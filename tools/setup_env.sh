@@ -16,8 +16,12 @@
 #      setup.py forces -std=c++17 while torch 2.14's headers need C++20, so the
 #      source is patched and built once (about 17 minutes on 2 cores, progress
 #      printed) and the wheel cached in $MMADAPTER_CACHE (default
-#      ~/.cache/mmadapter). CUDA ops are built when a GPU is visible or
-#      FORCE_CUDA=1. A working mmcv 2.0/2.1 that imports mmcv.ops is left alone.
+#      ~/.cache/mmadapter) under a key of python, torch, and the ops: cpu, or
+#      the CUDA version and GPU architectures. CUDA ops are built when torch
+#      can use a GPU, or with FORCE_CUDA=1 on a build node without one
+#      (TORCH_CUDA_ARCH_LIST overrides the architectures: by default the
+#      visible GPUs', else all that torch was built for). A working mmcv
+#      2.0/2.1 is left alone, unless CUDA ops are wanted and it has none.
 #   5. mmdet 3.3.0, mmsegmentation 1.2.2 (+ ftfy, regex it does not declare),
 #      mmpretrain 1.2.0, timm, the test tools (requirements.txt) and this
 #      package in editable mode.
@@ -75,18 +79,44 @@ ensure "1/5 torch" 'torch==2.14.1' 'torchvision==0.29.1'
 ensure "2/5 build tools" 'setuptools>=77,<82' wheel ninja packaging
 ensure "3/5 mmengine" 'mmengine==0.10.7'
 
-# 4. mmcv
+# 4. mmcv. CUDA ops are wanted where torch can use a GPU, or with
+# FORCE_CUDA=1 (a build node without one); GPUs that torch cannot use stop
+# the set-up with the reason (mmadapter/cli/cuda_env.py, run by path: the
+# package cannot be imported before mmcv exists).
+CUDA_ENV=("$PY" "$REPO/mmadapter/cli/cuda_env.py")
+rc=0; "${CUDA_ENV[@]}" wants-cuda || rc=$?
+case $rc in
+  0) WANT_CUDA=1 ;;
+  1) WANT_CUDA=0 ;;
+  *) log "stopped: the GPUs of this machine cannot be used (above)"; exit 1 ;;
+esac
+
+# mmcv_ok : an mmcv 2.0/2.1 that imports mmcv.ops, with CUDA ops where they
+# are wanted (a CPU-only mmcv is never kept on a CUDA machine) and, where a
+# GPU is visible, kernels that run on it.
 mmcv_ok() {
-  "$PY" - <<'PYEOF' 2>/dev/null
+  WANT_CUDA=$WANT_CUDA "$PY" - "$REPO/mmadapter/cli" <<'PYEOF' 2>/dev/null
+import os, sys
 import mmcv, mmcv.ops  # noqa: F401
 from packaging.version import Version
 v = Version(mmcv.__version__)
-raise SystemExit(0 if Version('2.0.0') <= v < Version('2.2.0') else 1)
+if not Version('2.0.0') <= v < Version('2.2.0'):
+    raise SystemExit(1)
+if os.environ['WANT_CUDA'] == '1':
+    sys.path.insert(0, sys.argv[1])
+    import torch
+    from cuda_env import mmcv_cuda_ops_problem
+    if mmcv.ops.get_compiling_cuda_version() == 'not available':
+        raise SystemExit(1)
+    if torch.cuda.is_available() and mmcv_cuda_ops_problem():
+        raise SystemExit(1)
 PYEOF
 }
 
 # build_mmcv WHEEL_DIR : patch and build mmcv 2.1.0, printing ninja's progress
 # ("[12/77]") as objects compiled out of the total with the elapsed time.
+# Debug info is stripped at link time (-g objects made a wheel of hundreds
+# of MB with CUDA ops).
 build_mmcv() {
   local wheel_dir=$1 build t0=$SECONDS line
   build=$(mktemp -d)
@@ -99,6 +129,7 @@ build_mmcv() {
   rm -rf "$wheel_dir.tmp" && mkdir -p "$wheel_dir.tmp"
   log "mmcv: full build log in $build/build.log"
   if ! (cd "$build/mmcv-2.1.0" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+        LDFLAGS="${LDFLAGS:-} -Wl,--strip-debug" \
         "$PY" -m pip wheel --disable-pip-version-check -v --no-build-isolation \
         --no-deps . -w "$wheel_dir.tmp" 2>&1) | tee "$build/build.log" |
       while IFS= read -r line; do
@@ -116,12 +147,24 @@ build_mmcv() {
 
 stage "4/5 mmcv"
 if mmcv_ok; then
-  stage_done "mmcv $("$PY" -c 'import mmcv; print(mmcv.__version__)') with ops present, left alone"
+  stage_done "mmcv $("$PY" -c 'import mmcv; print(mmcv.__version__)') with ops present ($([ $WANT_CUDA = 1 ] && echo CUDA || echo CPU) ops wanted), left alone"
 else
   TORCH_TAG=$("$PY" -c 'import torch, sys; print("torch%s-py%d%d" % (torch.__version__.replace("+", "_"), *sys.version_info[:2]))')
-  if [ "${FORCE_CUDA:-0}" = 1 ] || "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+  if [ $WANT_CUDA = 1 ]; then
+    # CUDA_HOME, TORCH_CUDA_ARCH_LIST (default: the visible GPUs', else
+    # every architecture torch was built for), CPATH (cuBLAS/cuSPARSE
+    # headers from torch's nvidia-* wheels) and the cache key; or an error
+    # naming what to install (nvcc's major version must be torch's CUDA's).
+    BUILD_ENV=$("${CUDA_ENV[@]}" build-env) || exit 1
+    while IFS='=' read -r name value; do
+      case $name in
+        CUDA_HOME|TORCH_CUDA_ARCH_LIST|CPATH) export "$name=$value" ;;
+        MMCV_OPS_KEY) OPS_TAG=$value ;;
+        NVCC_VERSION) NVCC_VERSION=$value ;;
+      esac
+    done <<< "$BUILD_ENV"
     export FORCE_CUDA=1
-    OPS_TAG=cuda
+    log "mmcv: CUDA ops with nvcc $NVCC_VERSION ($CUDA_HOME) for TORCH_CUDA_ARCH_LIST='$TORCH_CUDA_ARCH_LIST'"
   else
     unset FORCE_CUDA
     OPS_TAG=cpu
@@ -130,12 +173,17 @@ else
   if ls "$WHEEL_DIR"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
     log "mmcv: cached wheel $WHEEL_DIR"
   else
-    log "mmcv: building 2.1.0 ($OPS_TAG ops) from source, once (about 17 minutes on 2 cores)"
+    log "mmcv: building 2.1.0 ($OPS_TAG ops) from source, once (CPU ops: about 10-17 minutes on 2 cores; CUDA ops: see the README's set-up table)"
     build_mmcv "$WHEEL_DIR"
   fi
   "${PIP[@]}" --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-2.1.0-*.whl
   "${PIP[@]}" "$WHEEL_DIR"/mmcv-2.1.0-*.whl     # its dependencies
-  mmcv_ok || { log "mmcv installed but 'import mmcv.ops' fails"; exit 1; }
+  if ! mmcv_ok; then
+    if [ $WANT_CUDA = 1 ]; then
+      "$PY" -c "import sys; sys.path.insert(0, '$REPO/mmadapter/cli'); import torch; from cuda_env import mmcv_cuda_ops_problem as p; print(p() if torch.cuda.is_available() else '')" >&2 || true
+    fi
+    log "mmcv installed but 'import mmcv.ops' (with the ops wanted) fails"; exit 1
+  fi
   stage_done "installed"
 fi
 

@@ -9,7 +9,10 @@ import os.path as osp
 from contextlib import contextmanager
 from typing import List, Optional
 
+import torch
 from mmengine.config import Config, DictAction
+
+from mmadapter.cli.cuda_env import CudaEnvError, check_gpu_run
 
 from .amp import enable_amp
 from .atomic_checkpoint import CheckpointWriteError
@@ -27,9 +30,9 @@ from .tasks import enable_tta, task_of
 
 # Mistakes in the command or the config found before the Runner is built
 # (DatasetNotFoundError is a FileNotFoundError, UnsupportedTaskError a
-# ValueError).
+# ValueError), and GPUs that the run cannot use (CudaEnvError).
 
-USER_ERRORS = (FileNotFoundError, ValueError)
+USER_ERRORS = (FileNotFoundError, ValueError, CudaEnvError)
 # Problems met while the Runner builds or trains, whose message says all
 # (the dataset's, a checkpoint write's): no traceback either.
 RUN_ERRORS = (DataError, CheckpointWriteError, LostRankError)
@@ -150,6 +153,8 @@ def training_loaders(cfg: Config) -> List[str]:
 def prepare_train_config(args: argparse.Namespace) -> Config:
     _limit_dynamo_recompiles()
     cfg = load_config(args.config, args.cfg_options, args.launcher)
+    # the machine first: GPUs it cannot use are named before anything else
+    check_gpu_run(cuda_wanted=torch.cuda.is_available())
     set_work_dir(cfg, args.work_dir, args.config)
     if args.amp:
         enable_amp(cfg)
@@ -168,6 +173,8 @@ def prepare_train_config(args: argparse.Namespace) -> Config:
 def prepare_test_config(args: argparse.Namespace) -> Config:
     _limit_dynamo_recompiles()
     cfg = load_config(args.config, args.cfg_options, args.launcher)
+    # the machine first: GPUs it cannot use are named before anything else
+    check_gpu_run(cuda_wanted=torch.cuda.is_available())
     set_work_dir(cfg, args.work_dir, args.config)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(

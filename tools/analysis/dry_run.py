@@ -7,6 +7,14 @@ checkpoint. Catches dtype, shape, memory and pipeline faults before an
 
     python tools/analysis/dry_run.py configs/mona/retinanet_swin_l_voc.py
     python tools/analysis/dry_run.py CONFIG --iters 3 --num-val 4 --amp
+    python tools/analysis/dry_run.py CONFIG --gpus 8 --resume-check
+
+``--gpus N`` launches both tools as users do, through tools/dist_train.sh
+and tools/dist_test.sh (NCCL on GPUs; gloo where the machine has none).
+``--resume-check`` trains ``--iters`` (even) iterations with a checkpoint
+half-way, then trains again from that checkpoint with ``--resume`` and
+reports how far the resumed run's losses and final weights are from the
+uninterrupted run's (0 where resuming is exact).
 
 Prints seconds per iteration, peak memory (the process's peak RSS; on CUDA
 also the peak memory allocated per GPU) and the losses, and writes them to
@@ -108,7 +116,8 @@ def choose_precision(precision: str, amp_config: bool, cuda: bool,
 
 
 def dry_run_config(config: str, kind: str, iters: int,
-                   optim_wrapper: Optional[dict] = None) -> str:
+                   optim_wrapper: Optional[dict] = None,
+                   checkpoint_interval: Optional[int] = None) -> str:
     """The overrides of the dry run, as a config file inheriting
     ``config`` (kept in the work directory, so the run can be repeated);
     ``optim_wrapper`` replaces the config's (float32 for an AMP one)."""
@@ -127,7 +136,7 @@ def dry_run_config(config: str, kind: str, iters: int,
         'default_hooks = dict(',
         '    logger=dict(interval=1),',
         '    checkpoint=dict(type="CheckpointHook", by_epoch=False, '
-        f'interval={iters}, max_keep_ckpts=1))',
+        f'interval={checkpoint_interval or iters}, max_keep_ckpts=2))',
         'log_processor = dict(by_epoch=False, window_size=1)',
         'train_dataloader = dict(num_workers=0, persistent_workers=False)',
         'test_dataloader = dict(num_workers=0, persistent_workers=False)',
@@ -143,13 +152,13 @@ def dry_run_config(config: str, kind: str, iters: int,
     return '\n'.join(lines) + '\n'
 
 
-def run_measured(command, log_path):
+def run_measured(command, log_path, port=None):
     """Run ``command``, its output to ``log_path``; returns (exit code,
     wall seconds, CPU seconds, peak RSS in GiB of the process)."""
     start = time.time()
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=REPO, env=tool_env(),
+                                cwd=REPO, env=tool_env(port),
                                 preexec_fn=die_with_parent)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -169,8 +178,10 @@ def die_with_parent():
                                                 signal.SIGKILL)
 
 
-def tool_env():
+def tool_env(port: Optional[int] = None):
     env = dict(os.environ)
+    if port is not None:  # tools/dist_*.sh's rendezvous port
+        env['PORT'] = str(port)
     env['PYTHONPATH'] = os.pathsep.join(
         [REPO] + [p for p in [env.get('PYTHONPATH')] if p])
     return env
@@ -230,13 +241,68 @@ def parse_args(argv=None):
         "config's (and --amp); fp32: always float32")
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='more --cfg-options for both tools')
+    parser.add_argument(
+        '--gpus', type=int, default=0,
+        help='launch through tools/dist_train.sh and tools/dist_test.sh '
+        'with this many processes (default: one process, tools/train.py)')
+    parser.add_argument('--port', type=int, default=29500,
+                        help='rendezvous port of --gpus runs (29500)')
+    parser.add_argument(
+        '--resume-check', action='store_true',
+        help='train again from the half-way checkpoint with --resume and '
+        'compare with the uninterrupted run')
     return parser.parse_args(argv)
+
+
+def tool_command(tool: str, gpus: int, args) -> list:
+    """tools/<tool>.py ARGS, or through tools/dist_<tool>.sh with ``gpus``
+    processes, as a user launches it."""
+    if gpus:
+        return ['bash', osp.join(REPO, 'tools', f'dist_{tool}.sh'), args[0],
+                *args[1:2 if tool == 'test' else 1], str(gpus),
+                *args[2 if tool == 'test' else 1:]]
+    return [sys.executable, osp.join(REPO, 'tools', f'{tool}.py'), *args]
+
+
+def checkpoint_weights(path: str) -> dict:
+    """The floating-point tensors of a checkpoint's state dict (weights-only
+    load)."""
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = state.get('state_dict', state)
+    return {k: v.float() for k, v in state.items()
+            if torch.is_tensor(v) and v.is_floating_point()}
+
+
+def compare_resumed(first_dir: str, resumed_dir: str, iters: int) -> dict:
+    """How far a run resumed half-way is from the uninterrupted one: the
+    largest absolute difference of the losses logged after the resume and
+    of the final checkpoints' weights."""
+    first = {e['step']: e for e in train_scalars(first_dir)}
+    resumed = {e['step']: e for e in train_scalars(resumed_dir)}
+    steps = sorted(set(first) & set(resumed))
+    loss_diff = max((abs(first[s][k] - resumed[s][k]) for s in steps
+                     for k in first[s] if k.startswith('loss')
+                     and k in resumed[s]), default=None)
+    a = checkpoint_weights(osp.join(first_dir, f'iter_{iters}.pth'))
+    b = checkpoint_weights(osp.join(resumed_dir, f'iter_{iters}.pth'))
+    if set(a) != set(b):
+        raise SystemExit('dry_run: the resumed run saved other weights '
+                         f'({sorted(set(a) ^ set(b))[:5]} ...).')
+    weight_diff = max(((a[k] - b[k]).abs().max().item() for k in a),
+                      default=0.0)
+    return dict(steps_compared=steps, max_loss_diff=loss_diff,
+                max_weight_diff=weight_diff,
+                exact=loss_diff == 0 and weight_diff == 0)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.iters < 1:
         raise SystemExit('dry_run: --iters must be at least 1.')
+    if args.resume_check and (args.iters < 2 or args.iters % 2):
+        raise SystemExit('dry_run: --resume-check needs an even --iters of '
+                         'at least 2 (it resumes from the half-way '
+                         'checkpoint).')
     cfg = Config.fromfile(args.config)
     kind = dataset_kind(cfg)
     name = osp.splitext(osp.basename(args.config))[0]
@@ -262,17 +328,18 @@ def main(argv=None):
                               args.num_train, args.num_val)
     derived = osp.join(work_dir, f'dry_run_{name}.py')
     with open(derived, 'w') as f:
-        f.write(dry_run_config(args.config, kind, args.iters, optim_wrapper))
+        f.write(dry_run_config(
+            args.config, kind, args.iters, optim_wrapper,
+            args.iters // 2 if args.resume_check else None))
     options = ['--cfg-options', f'data_root={data_root}', *args.cfg_options]
-    python = sys.executable
     train_dir = osp.join(work_dir, 'train')
-    train_cmd = [python, osp.join(REPO, 'tools', 'train.py'), derived,
-                 '--work-dir', train_dir, *(['--amp'] * (args.amp and amp)),
-                 *options]
+    train_args = [derived, '--work-dir', train_dir,
+                  *(['--amp'] * (args.amp and amp)), *options]
+    train_cmd = tool_command('train', args.gpus, train_args)
     print(f'training {args.iters} iterations: {" ".join(train_cmd)}',
           flush=True)
     code, train_s, train_cpu_s, train_rss = run_measured(
-        train_cmd, osp.join(work_dir, 'train.log'))
+        train_cmd, osp.join(work_dir, 'train.log'), args.port)
     if code != 0:
         raise SystemExit(f'dry_run: training failed (exit {code}); end of '
                          f'{work_dir}/train.log:\n'
@@ -282,15 +349,30 @@ def main(argv=None):
         checkpoint = f.read().strip()
 
     test_dir = osp.join(work_dir, 'test')
-    test_cmd = [python, osp.join(REPO, 'tools', 'test.py'), derived,
-                checkpoint, '--work-dir', test_dir, *options]
+    test_cmd = tool_command('test', args.gpus, [
+        derived, checkpoint, '--work-dir', test_dir, *options])
     print(f'testing the checkpoint: {" ".join(test_cmd)}', flush=True)
-    code, test_s, test_cpu_s, test_rss = run_measured(test_cmd,
-                                          osp.join(work_dir, 'test.log'))
+    code, test_s, test_cpu_s, test_rss = run_measured(
+        test_cmd, osp.join(work_dir, 'test.log'), args.port)
     if code != 0:
         raise SystemExit(f'dry_run: testing failed (exit {code}); end of '
                          f'{work_dir}/test.log:\n'
                          f'{tail(osp.join(work_dir, "test.log"))}')
+
+    resume = None
+    if args.resume_check:
+        resumed_dir = osp.join(work_dir, 'resumed')
+        half = osp.join(train_dir, f'iter_{args.iters // 2}.pth')
+        resume_cmd = tool_command('train', args.gpus, [
+            *train_args[:2], resumed_dir, *train_args[3:], '--resume', half])
+        print(f'resuming from {half}: {" ".join(resume_cmd)}', flush=True)
+        code, *_ = run_measured(resume_cmd,
+                                osp.join(work_dir, 'resume.log'), args.port)
+        if code != 0:
+            raise SystemExit(f'dry_run: the resumed run failed (exit {code});'
+                             f' end of {work_dir}/resume.log:\n'
+                             f'{tail(osp.join(work_dir, "resume.log"))}')
+        resume = compare_resumed(train_dir, resumed_dir, args.iters)
 
     losses = [{k: v for k, v in e.items() if 'loss' in k}
               for e in scalars]
@@ -311,8 +393,10 @@ def main(argv=None):
         metrics=test_metrics(test_dir),
         train_wall_s=round(train_s, 1), test_wall_s=round(test_s, 1),
         train_cpu_s=round(train_cpu_s, 1), test_cpu_s=round(test_cpu_s, 1),
-        amp=amp, precision_note=precision_note,
-        random_backbone_weights=True, work_dir=work_dir)
+        amp=amp, precision_note=precision_note, gpus=args.gpus,
+        device=torch.cuda.get_device_name(0)
+        if torch.cuda.is_available() else 'cpu',
+        resume=resume, random_backbone_weights=True, work_dir=work_dir)
     with open(osp.join(work_dir, 'dry_run.json'), 'w') as f:
         json.dump(result, f, indent=1)
 
@@ -327,6 +411,12 @@ def main(argv=None):
           + (f', CUDA {result["cuda_peak_mib"]} MiB per GPU'
              if cuda_mb else ''))
     print(f'  test metrics: {json.dumps(result["metrics"])}')
+    if resume:
+        print(f'  resumed from iteration {args.iters // 2}: largest '
+              f'difference to the uninterrupted run: losses '
+              f'{resume["max_loss_diff"]}, weights '
+              f'{resume["max_weight_diff"]}'
+              + (' (exact)' if resume['exact'] else ''))
     print(f'  wall (CPU) seconds: training {train_s:.0f} ({train_cpu_s:.0f}),'
           f' testing {test_s:.0f} ({test_cpu_s:.0f}); {work_dir}/dry_run.json')
     if not result['finite_losses']:
