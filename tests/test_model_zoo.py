@@ -45,7 +45,8 @@ def test_metafile_lists_every_config_and_each_exists(folder):
     for model in meta['Models']:
         assert model['In Collection'] in collections, model['Name']
         assert (REPO / model['Config']).is_file(), model['Config']
-        assert model['Config'].startswith(f'configs/{folder}/'), model['Config']
+        assert model['Config'].startswith(f'configs/{folder}/'), \
+            model['Config']
         for key in ('Training Data', 'Training Resources', 'Architecture'):
             assert key in model['Metadata'], (model['Name'], key)
         # no weights are released: a Weights URL would point at nothing
