@@ -1,7 +1,7 @@
 """The CPU kernel choices of the adapters' lean functions against the
-alternatives they were measured against (issue #16, PROFILE_FINDINGS.md,
-ninth round): each pair computes the same tensor (checked), taking its
-calls in turn in one steady-heap process.
+alternatives they were measured against (issue #16; docs/benchmarks.md,
+"Why the code is as it is"): each pair computes the same tensor (checked),
+taking its calls in turn in one steady-heap process.
 
     python benchmarks/kernel_choices.py [--repeats 31]
 

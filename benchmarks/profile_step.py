@@ -16,8 +16,8 @@ dominate matter, not their last millisecond.
 
 times each ATen operator call by itself instead (a dispatch mode around the
 kernel): on CPU, torch.profiler doubled a Mona's time and made LayerNorm's
-kernels look 3-17x slower than they run (PROFILE_FINDINGS.md, tenth round);
-this timer's operator times add up to the step's own.
+kernels look 3-17x slower than they run (docs/benchmarks.md, "Why the code
+is as it is"); this timer's operator times add up to the step's own.
 """
 import argparse
 import collections

@@ -1,5 +1,6 @@
 """Analytic parameter counts of Swin backbones and of each method, from the
-module structure in METHODS.md (not by walking the built model)."""
+module structure in docs/official_recipes.md (not by walking the built
+model)."""
 
 ARCHS = {
     'swin-t': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),

@@ -1,6 +1,6 @@
 """The training configs under configs/: every method x setting config and the
-toy configs load, build their model and optimizer, train exactly the
-backbone parameters their method should (analytic counts of METHODS.md),
+toy configs load, build their model and optimizer, train exactly the backbone
+parameters their method should (analytic counts of docs/official_recipes.md),
 and state the three settings of the paper's tables."""
 import copy
 import functools

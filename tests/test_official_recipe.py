@@ -1,8 +1,8 @@
 """The table configs follow the official Mona runs where mmdet 3.3 / mmseg
-1.2's stock bases differ (METHODS.md, "The three dense-prediction
-settings"): VOC's frozen patch embedding, boxes of every size and IoUs
-without the legacy +1; ADE20K's FP32 and mmcv 1.x poly schedule; the
-AdaptFormer and Houlsby initialisations of the Mona code."""
+1.2's stock bases differ (docs/official_recipes.md, "The three dense-prediction
+settings"): VOC's frozen patch embedding, boxes of every size and IoUs without
+the legacy +1; ADE20K's FP32 and mmcv 1.x poly schedule; the AdaptFormer and
+Houlsby initialisations of the Mona code."""
 import copy
 import os.path as osp
 import subprocess

@@ -1,5 +1,5 @@
 """Trainable-parameter counts of every method on Swin-T/B/L equal the
-analytic counts of METHODS.md."""
+analytic counts of docs/official_recipes.md."""
 import pytest
 
 from conftest import PAPER_METHODS
@@ -39,7 +39,8 @@ def test_paper_percentages_swin_b():
 
 def test_lorand_rank_16_gives_the_tables_share():
     """The paper's tables put LoRand at about 5.2% of Swin-B, twice what the
-    described structure (rank 8) gives; rank 16 gives 5.20% (README)."""
+    described structure (rank 8) gives; rank 16 gives 5.20%
+    (docs/adapters.md)."""
     shares = {}
     for rank in (8, 16):
         model = build('swin-b', adapter=dict(type='LoRand', rank=rank))
