@@ -7,7 +7,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
-from mmengine.runner.checkpoint import CheckpointLoader
+
+from mmadapter.checkpoint.safe_load import load_checkpoint
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -56,7 +57,7 @@ def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
             f'Pretrained checkpoint {path!r} does not exist. Download it as '
             'described in the README ("Pretrained weights") or fix the path '
             "in the config's init_cfg.checkpoint.")
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    ckpt = load_checkpoint(path, map_location='cpu')
     for key in ('state_dict', 'model', 'module'):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]

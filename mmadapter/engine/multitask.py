@@ -29,7 +29,8 @@ from mmengine.registry import MODELS
 
 from mmadapter.adapter_sets import (TaskCheckpoint, load_adapter_set,
                                     read_task_checkpoint)
-from mmadapter.checkpoint import load_adapter_checkpoint
+from mmadapter.checkpoint import (add_trust_option, load_adapter_checkpoint,
+                                  script_loads)
 from mmadapter.insertion import AdapterSetError
 from .tasks import Task, task_of
 
@@ -223,6 +224,7 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections below this score are not drawn')
+    add_trust_option(parser)
     return parser.parse_args(argv)
 
 
@@ -247,7 +249,8 @@ def main(argv=None) -> Dict[str, object]:
         raise SystemExit(f'--config for unknown task(s) {unknown}; tasks: '
                          f'{sorted(tasks)}.')
     start = time.perf_counter()
-    model = MultiTaskModel(args.base, tasks, configs, args.device)
+    with script_loads(args.trust_checkpoint_types):
+        model = MultiTaskModel(args.base, tasks, configs, args.device)
     loaded = time.perf_counter()
     results = model.predict_all(args.images)
     done = time.perf_counter()
