@@ -59,8 +59,11 @@ def assert_refused(message, hostile):
 
 # --------------------------------------------------------- import changes nothing
 def test_importing_mmadapter_changes_nothing_in_the_host_process():
+    # torch adds safe globals of its own as its modules are imported
+    # (DTensor with torch.distributed.tensor): import the stack first
     probe = (
-        'import torch, mmengine.dataset as d\n'
+        'import torch, mmengine.dataset as d, mmengine.runner\n'
+        'import mmdet.models, mmseg.models, mmpretrain.models\n'
         'from mmengine.runner.checkpoint import CheckpointLoader as L\n'
         'def state():\n'
         '    return (dict(L._schemes), d.BaseDataset.prepare_data,\n'
@@ -123,19 +126,20 @@ def test_real_checkpoints_need_exactly_the_allow_list(tmp_path):
     needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     # numpy names the module of the numpy that wrote the file; both are
     # allowed, one of them is in this file
-    this_numpy = {n for n in ALLOWED_TYPES
-                  if not n.startswith(('numpy.core.', 'numpy._core.'))
+    # (the dtype classes are built, not named: they are not listed here)
+    named = {n for n in ALLOWED_TYPES if not n.startswith('numpy.dtypes.')
+             and (not n.startswith(('numpy.core.', 'numpy._core.'))
                   or n.startswith(torch.zeros(0).numpy().__reduce__()[0]
-                                  .__module__)}
-    assert needed == this_numpy
+                                  .__module__))}
+    assert needed == named
     with checkpoint_safety():
         assert torch.serialization.get_unsafe_globals_in_checkpoint(
             path) == []
+    before = safe_globals()
     loaded = load_file(path)
+    assert safe_globals() == before
     history = loaded['message_hub']['log_scalars']['train/loss']
     assert history.mean() == pytest.approx(history.data[0].mean())
-    assert torch.serialization.get_safe_globals() == \
-        torch.serialization.get_safe_globals()  # (unchanged after the load)
 
 
 def test_getattr_is_allowed_only_for_history_statistics(tmp_path):
@@ -153,14 +157,19 @@ def test_getattr_is_allowed_only_for_history_statistics(tmp_path):
         load_file(path)
 
 
+def safe_globals():
+    return set(torch.serialization.get_safe_globals())
+
+
 def test_the_safe_globals_context_nests_and_restores(tmp_path):
-    before = torch.serialization.get_safe_globals()
+    before = safe_globals()
     with checkpoint_safety():
-        inner = torch.serialization.get_safe_globals()
-        with checkpoint_safety():
-            pass
-        assert torch.serialization.get_safe_globals() == inner
-    assert torch.serialization.get_safe_globals() == before
+        inner = safe_globals()
+        assert inner > before
+        with checkpoint_safety(['datetime.date']):
+            assert safe_globals() > inner
+        assert safe_globals() == inner
+    assert safe_globals() == before
 
 
 def test_a_trusted_type_is_allowed_by_name_and_stays_weights_only(tmp_path):
@@ -313,8 +322,12 @@ def test_train_entries(hostile, voc_options, tmp_path, entry):
     elif entry == 'load_from':
         options.append(f"load_from={hostile['path']}")
     else:
-        options += ['model.backbone.init_cfg.type=Pretrained',
-                    f"model.backbone.init_cfg.checkpoint={hostile['path']}"]
+        config = tmp_path / 'pretrained.py'
+        config.write_text(
+            f'_base_ = [{TOY_VOC!r}]\n'
+            "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
+            f"type='Pretrained', checkpoint={hostile['path']!r})))\n")
+        argv[0] = str(config)
     with pytest.raises(SystemExit) as error:
         cli.train(argv + ['--cfg-options', *options])
     assert_refused(str(error.value), hostile)

@@ -57,8 +57,19 @@ def _numpy_reconstructors() -> List[Tuple[object, str]]:
 
 
 def _numpy_arrays() -> List[Tuple[object, str]]:
-    """What a pickled array or scalar names besides its reconstructor."""
-    return [(np.ndarray, 'numpy.ndarray'), (np.dtype, 'numpy.dtype')]
+    """What a pickled array or scalar names besides its reconstructor:
+    ``numpy.ndarray``, ``numpy.dtype``, and the class numpy >= 1.25 builds
+    a numeric dtype as (``numpy.dtypes.UInt32DType`` for the random state
+    RandomStateHook saves, ``Float64DType`` / ``Int64DType`` for history
+    buffers), which the file does not name but the unpickler builds."""
+    out = [(np.ndarray, 'numpy.ndarray'), (np.dtype, 'numpy.dtype')]
+    for name in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
+                 'uint16', 'uint32', 'uint64', 'float16', 'float32',
+                 'float64'):
+        cls = type(np.dtype(name))
+        if cls is not np.dtype:  # numpy < 1.25 has no dtype classes
+            out.append((cls, f'numpy.dtypes.{cls.__name__}'))
+    return out
 
 
 _STATISTICS = ('min', 'max', 'current', 'mean')
@@ -166,11 +177,12 @@ def _refused_types(source) -> List[str]:
 def _reason(error: Exception) -> str:
     """torch's own words on what it refused, without its advice (which
     is to turn weights-only loading off)."""
-    lines = str(error).strip().splitlines()
-    for line in lines:
-        if 'WeightsUnpickler error:' in line:
-            return line.split('WeightsUnpickler error:', 1)[1].strip()
-    return lines[0] if lines else type(error).__name__
+    text = str(error)
+    if 'WeightsUnpickler error:' in text:
+        text = text.split('WeightsUnpickler error:', 1)[1]
+        text = text.split('Check the documentation', 1)[0]
+    text = ' '.join(text.split())
+    return text or type(error).__name__
 
 
 def refusal(path: str, error: Exception, types: Sequence[str]) -> str:
