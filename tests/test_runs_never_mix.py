@@ -24,7 +24,7 @@ from mmadapter.engine.runner_setup import default_work_dir, load_config
 pytestmark = pytest.mark.slow
 TOY_VOC = osp.join(REPO, 'configs', 'toy', 'retinanet_swin_toy_voc.py')
 NAME = 'retinanet_swin_toy_voc'
-LORA = "dict(type='LoRA', rank=4, targets=('q', 'v'))"
+LORA = "dict(_delete_=True, type='LoRA', rank=4, targets=('q', 'v'))"
 
 
 def method_config(root, method, body=''):
