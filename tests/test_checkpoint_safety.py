@@ -192,6 +192,23 @@ def test_a_trusted_type_is_allowed_by_name_and_stays_weights_only(tmp_path):
         load_file(path, trusted=['nosuchmodule.Thing'])
 
 
+def test_every_tool_takes_the_opt_in():
+    from mmadapter.engine import cli, multitask
+    option = ['--trust-checkpoint-type', 'a.B', '--trust-checkpoint-type',
+              'c.D']
+    for parser, argv in ((cli.train_parser(), ['c.py']),
+                         (cli.test_parser(), ['c.py', 'k.pth'])):
+        assert parser.parse_args(argv + option).trust_checkpoint_types == \
+            ['a.B', 'c.D']
+    assert multitask.parse_args(['b.pth', 'i.jpg', '--task', 'a=t.pth']
+                                + option).trust_checkpoint_types == \
+        ['a.B', 'c.D']
+    for name in CONVERTERS:
+        text = open(osp.join(REPO, 'tools', 'model_converters', name)).read()
+        assert 'add_trust_option(parser)' in text, name
+        assert 'with script_loads(args.trust_checkpoint_types)' in text, name
+
+
 # ------------------------------------------------- the hostile file, every entry
 def test_mmengine_loader_after_import(hostile):
     import mmadapter  # noqa: F401

@@ -6,7 +6,8 @@
         --task ade=work_dirs/ade/iter_300.pth [--out-dir DIR] [--device cpu]
 
 BASE is the base checkpoint all tasks were trained on; each task checkpoint
-is an adapter-only file (AdapterCheckpointHook). Results are drawn by the
+is an adapter-only file (AdapterCheckpointHook) or a shared adapter set
+(NAME.safetensors with NAME.json beside it; either file names it). Results are drawn by the
 stock visualisers to DIR/<task>/<image>. See mmadapter/engine/multitask.py.
 """
 import os.path as osp

@@ -214,7 +214,8 @@ def parse_args(argv=None):
     parser.add_argument('images', nargs='+', help='image files')
     parser.add_argument('--task', action='append', required=True,
                         metavar='NAME=CHECKPOINT',
-                        help='a task and its adapter-only checkpoint '
+                        help='a task and its adapter-only checkpoint, or '
+                        'its adapter set (.safetensors with its .json) '
                         '(repeat per task)')
     parser.add_argument('--config', action='append', default=[],
                         metavar='NAME=CONFIG',
