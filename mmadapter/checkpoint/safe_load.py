@@ -134,8 +134,11 @@ def resolve_type(name: str) -> Tuple[object, str]:
 def checkpoint_safety(trusted: Iterable[str] = ()) -> Iterator[None]:
     """While active, weights-only loads (also mmengine's, whose
     ``torch.load`` calls take torch's ``weights_only=True`` default)
-    accept the allow-list plus the ``trusted`` type names. Nests; restores
-    torch's previous settings on exit."""
+    accept the allow-list plus the ``trusted`` type names. Nests, and
+    restores torch's previous settings on exit: torch's own
+    ``safe_globals`` context removes its types on exit even where an
+    enclosing one still needs them (a pretrained load inside
+    ``runner.train()``), so the set is saved and put back instead."""
     before = get_safe_globals()
     add_safe_globals(allowed_types() + [resolve_type(n) for n in trusted])
     try:
