@@ -1,17 +1,15 @@
 """mmadapter: parameter-efficient tuning of Swin and ViT backbones for
-OpenMMLab detection, segmentation and classification."""
-from .compat import patch_checkpoint_loading
+OpenMMLab detection, segmentation and classification.
+
+Importing it registers its modules and changes nothing else in the process:
+checkpoint loads stay weights-only (:mod:`mmadapter.safe_load`),
+and the dataset checks are switched on by tools/train.py, tools/test.py or
+``DatasetCheckHook``, not by the import.
+"""
+from . import (adapters, backbones, checkpoint, datasets,  # noqa: F401
+               engine, evaluation, models)
+from .adapters import build_adapter, known_adapters
+from .tuning import POLICIES
 from .version import __version__
-
-patch_checkpoint_loading()
-
-from . import (adapters, backbones, datasets, engine,  # noqa: E402,F401
-               evaluation, models)
-from .adapters import build_adapter, known_adapters  # noqa: E402
-from .tuning import POLICIES  # noqa: E402
-
-from .datasets.checks import install as _install_dataset_checks  # noqa
-
-_install_dataset_checks()  # datasets name their problems when built
 
 __all__ = ['__version__', 'build_adapter', 'known_adapters', 'POLICIES']

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import mmadapter  # noqa: F401  (registers models, patches checkpoint loading)
+import mmadapter  # noqa: F401  (registers models)
 
 TINY_SWIN = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
                  window_size=7, drop_path_rate=0.0)

@@ -9,6 +9,7 @@ from mmadapter.apis.adapter_sets import load_adapter_set, read_task_checkpoint
 from mmadapter.backbones import AdapterSwinTransformer
 from mmadapter.checkpoint import save_adapter_checkpoint
 from mmadapter.insertion import AdapterSetError
+from mmadapter.safe_load import load_file
 from tiny_detectors import (LORA, MONA, build, config, retinanet_cfg,
                             trained, write_base)
 
@@ -88,9 +89,8 @@ def test_refusals(files, tmp_path):
         read_task_checkpoint(full)
 
     # the recorded config says Mona; the tensors are LoRA's
-    forged = torch.load(files['mona'], weights_only=False)
-    forged['state_dict'] = torch.load(files['lora'],
-                                      weights_only=False)['state_dict']
+    forged = load_file(files['mona'])
+    forged['state_dict'] = load_file(files['lora'])['state_dict']
     torch.save(forged, tmp_path / 'forged.pth')
     refused(backbone, str(tmp_path / 'forged.pth'),
             r'holds backbone tensors that are not its adapters')

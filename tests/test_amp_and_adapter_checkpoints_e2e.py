@@ -13,6 +13,7 @@ from mmengine.config import Config
 
 from e2e_utils import (data_root_options, last_checkpoint, logged_metrics,
                        run_tool, short_schedule_options, toy_config, toy_data)
+from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow
 ADAPTERS = {
@@ -60,8 +61,7 @@ def test_amp_training_stays_finite(adapter, voc, tmp_path):
               *short_schedule_options(6)], cwd=str(tmp_path))
     losses = train_losses(str(work_dir))
     assert len(losses) >= 6 and all(math.isfinite(v) for v in losses)
-    state = torch.load(last_checkpoint(str(work_dir)), map_location='cpu',
-                       weights_only=False)['state_dict']
+    state = load_file(last_checkpoint(str(work_dir)))['state_dict']
     marker = 'mona_op' if adapter == 'Mona' else '.lora.'
     assert any(marker in k for k in state)
 
@@ -73,7 +73,7 @@ def test_tools_test_on_an_adapter_only_checkpoint(voc, tmp_path):
     run_tool(['misc/untrained_checkpoint.py', config, base, '--cfg-options',
               *data], cwd=str(tmp_path))
     backbone_base = tmp_path / 'backbone_base.pth'
-    full = torch.load(base, map_location='cpu', weights_only=False)
+    full = load_file(base)
     torch.save({k[len('backbone.'):]: v
                 for k, v in full['state_dict'].items()
                 if k.startswith('backbone.') and 'adapters.' not in k},
@@ -91,8 +91,7 @@ def test_tools_test_on_an_adapter_only_checkpoint(voc, tmp_path):
               '--cfg-options', *options, *short_schedule_options(3)],
              cwd=str(tmp_path))
     checkpoint = last_checkpoint(str(tmp_path / 'train'))
-    state = torch.load(checkpoint, map_location='cpu',
-                       weights_only=False)['state_dict']
+    state = load_file(checkpoint)['state_dict']
     assert not any(k.endswith('attn.w_msa.qkv.weight') for k in state)
     assert any('mona_op' in k for k in state)
     proc = run_tool(['test.py', config, checkpoint, '--work-dir',

@@ -16,6 +16,7 @@ from mmadapter.checkpoint import (ADAPTER_META_KEY, AdapterCheckpointError,
                                   fold_lora, load_adapter_checkpoint,
                                   save_adapter_checkpoint)
 from mmadapter.backbones.pretrained import CheckpointMismatchError
+from mmadapter.safe_load import load_file
 from conftest import TINY_SWIN
 from tiny_detectors import (LORA, MONA, assert_same_outputs, build, config,
                             retinanet_cfg, trained, write_base)
@@ -42,7 +43,7 @@ def test_adapter_checkpoint_holds_trained_params_buffers_config_and_hash(
     path = tmp_path / 'adapter.pth'
     save_adapter_checkpoint(model, str(path), config=config(
         retinanet_cfg(base)))
-    saved = torch.load(path, weights_only=False)
+    saved = load_file(path)
     keys = set(saved['state_dict'])
     assert keys == expected_keys(model)
     bn_stats = {k for k in keys if k.endswith(('running_mean', 'running_var',
@@ -111,7 +112,7 @@ def test_base_with_other_keys_errors(tmp_path, base):
     model = trained(retinanet_cfg(base))
     path = str(tmp_path / 'adapter.pth')
     save_adapter_checkpoint(model, path)
-    state = torch.load(base, weights_only=False)['state_dict']
+    state = load_file(base)['state_dict']
     partial = {k: v for k, v in state.items() if '.stages.3.' not in k}
     torch.save({'state_dict': partial}, tmp_path / 'partial.pth')
     with pytest.warns(BaseCheckpointWarning), \
@@ -230,8 +231,14 @@ def runner_cfg(work_dir, base, checkpoint_hook, tuning=None, dropout=0.0,
 
 
 def make_runner(cfg):
+    """The Runner of ``cfg``, its checkpoint loads allowed the types real
+    checkpoints hold (weights-only), as the table configs' runtime base and
+    tools/train.py allow them."""
     from mmengine.runner import Runner
-    return Runner.from_cfg(cfg if isinstance(cfg, Config) else Config(cfg))
+    cfg = cfg if isinstance(cfg, Config) else Config(cfg)
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+        dict(type='mmadapter.CheckpointTypesHook')]
+    return Runner.from_cfg(cfg)
 
 
 @pytest.mark.slow
@@ -247,7 +254,7 @@ def test_runner_saves_resumes_and_tests_adapter_checkpoints(tmp_path, base):
     final = {k: v.clone() for k, v in model.state_dict().items()}
 
     epoch1 = str(tmp_path / 'train' / 'epoch_1.pth')
-    saved = torch.load(epoch1, weights_only=False)
+    saved = load_file(epoch1)
     assert set(saved['state_dict']) == expected_keys(model)
     assert saved['optimizer']['state'] and saved['param_schedulers']
     assert any(isinstance(v, HistoryBuffer)
@@ -292,7 +299,7 @@ def test_load_from_a_full_checkpoint_records_it_as_base(tmp_path, base):
     runner = make_runner(runner_cfg(tmp_path / 'ft', base, hook,
                                     load_from=full))
     model = runner.train()
-    saved = torch.load(tmp_path / 'ft' / 'epoch_2.pth', weights_only=False)
+    saved = load_file(tmp_path / 'ft' / 'epoch_2.pth')
     record = saved['meta'][ADAPTER_META_KEY]['bases']['backbone']
     assert record['checkpoint'] == full and record['source'] == 'load_from'
     fresh = make_runner(runner_cfg(tmp_path / 't', base, hook)).model

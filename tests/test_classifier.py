@@ -11,6 +11,7 @@ from conftest import (PAPER_METHODS, TINY_ADAPTERS, TINY_SWIN, TINY_VIT,
 from mmadapter.parameter_report import parameter_report
 from mmadapter.checkpoint import (adapter_state_keys, load_adapter_checkpoint,
                                   save_adapter_checkpoint)
+from mmadapter.safe_load import load_file
 from tiny_detectors import write_base
 
 NUM_CLASSES = 5
@@ -146,7 +147,7 @@ def test_adapter_only_checkpoint_of_a_classifier(tmp_path):
                 p.add_(torch.randn_like(p) * 0.05)
     path = str(tmp_path / 'adapter.pth')
     save_adapter_checkpoint(model, path)
-    saved = set(torch.load(path, weights_only=False)['state_dict'])
+    saved = set(load_file(path)['state_dict'])
     assert {'head.fc.weight', 'head.fc.bias'} <= saved
     assert saved == set(adapter_state_keys(model))
     assert not any(k.endswith('attn.w_msa.qkv.weight') for k in saved)

@@ -173,7 +173,8 @@ def test_classification_recipe():
                                       allow_failed_imports=False)
     assert [h.type for h in cfg.custom_hooks] == [
         'mmadapter.ParameterReportHook', 'mmadapter.NonFiniteLossHook',
-        'mmadapter.RandomStateHook'
+        'mmadapter.RandomStateHook', 'mmadapter.DatasetCheckHook',
+        'mmadapter.CheckpointTypesHook'
     ]
     model = cfg.model
     assert model.type == 'ImageClassifier'

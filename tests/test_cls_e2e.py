@@ -7,12 +7,12 @@ import os.path as osp
 import pickle
 
 import pytest
-import torch
 
 from e2e_utils import (data_root_options, last_checkpoint, logged_metrics,
                        run_tool, short_schedule_options, toy_config, toy_data,
                        validation_metrics)
 from tiny_detectors import write_base
+from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow
 ITERS = 3
@@ -39,8 +39,7 @@ def test_train_checkpoint_and_test(name, tmp_path):
               *data_options, *short_schedule_options(ITERS)],
              cwd=str(tmp_path))
     checkpoint = last_checkpoint(str(work_dir))
-    state = torch.load(checkpoint, map_location='cpu',
-                       weights_only=False)['state_dict']
+    state = load_file(checkpoint)['state_dict']
     assert any('.adapters.post_attn.mona_op.' in k for k in state)
     assert 'head.fc.weight' in state
     assert all(k in validation_metrics(str(work_dir))[-1] for k in METRICS)
@@ -77,8 +76,7 @@ def test_tools_test_on_an_adapter_only_classifier_checkpoint(tmp_path):
               '--cfg-options', *options, *short_schedule_options(ITERS)],
              cwd=str(tmp_path))
     checkpoint = last_checkpoint(str(tmp_path / 'train'))
-    state = torch.load(checkpoint, map_location='cpu',
-                       weights_only=False)['state_dict']
+    state = load_file(checkpoint)['state_dict']
     assert not any(k.endswith('attn.w_msa.qkv.weight') for k in state)
     assert {'head.fc.weight', 'head.fc.bias'} <= set(state)
     proc = run_tool(['test.py', config, checkpoint, '--work-dir',

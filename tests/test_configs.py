@@ -251,7 +251,8 @@ def test_setting_shared_recipe(setting):
                                       allow_failed_imports=False)
     assert [h.type for h in cfg.custom_hooks] == [
         'mmadapter.ParameterReportHook', 'mmadapter.NonFiniteLossHook',
-        'mmadapter.RandomStateHook'
+        'mmadapter.RandomStateHook', 'mmadapter.DatasetCheckHook',
+        'mmadapter.CheckpointTypesHook'
     ]
     assert all(HOOKS.build(h) is not None for h in cfg.custom_hooks)
 

@@ -16,6 +16,7 @@ from mmadapter.adapters import MonaModule
 from mmadapter.backbones.swin import rename_official_mona_key
 from mmadapter.checkpoint import (ADAPTER_META_KEY, AdapterCheckpointError,
                                   save_adapter_checkpoint)
+from mmadapter.safe_load import load_file
 from conftest import TINY_SWIN
 from test_pretrained import to_official_swin, trained_stock
 from tiny_detectors import (LORA, assert_same_outputs, build, config,
@@ -31,7 +32,7 @@ def run_tool(monkeypatch, name, *args):
 
 
 def load(path):
-    return torch.load(path, weights_only=False)
+    return load_file(path)
 
 
 @pytest.fixture

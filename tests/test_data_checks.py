@@ -19,12 +19,23 @@ from mmadapter.checkpoint.checks import (CheckpointFileError,
                                          check_run_checkpoint)
 from mmadapter.cli import commands as cli
 from mmadapter.cli.config_checks import UnknownConfigKeyWarning
+from mmadapter.engine.dataset_check_hook import DatasetCheckHook
 from mmadapter.datasets.checks import (SKIP_ENV, BadImageError,
                                              EmptyDatasetError,
                                              MissingImagesError)
 from mmadapter.cli.runner_setup import load_config
 
 VOC_CONFIG = osp.join(REPO, 'configs', 'mona', 'retinanet_swin_l_voc.py')
+
+
+@pytest.fixture(autouse=True)
+def checked_datasets():
+    """The datasets built here are checked as in a run whose config turns
+    on DatasetCheckHook (the table configs do; tools/train.py and
+    tools/test.py check them in any case): importing mmadapter does not."""
+    hook = DatasetCheckHook()
+    yield
+    hook.after_run(None)
 
 
 @pytest.fixture(scope='module')

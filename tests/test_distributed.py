@@ -9,6 +9,7 @@ import torch
 from e2e_utils import (REPO, data_root_options, free_port, last_checkpoint,
                        logged_metrics, run_tool, short_schedule_options,
                        tool_env, toy_config, toy_data, validation_metrics)
+from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow
 TESTS = osp.dirname(osp.abspath(__file__))
@@ -28,7 +29,7 @@ def probe_config(tmp_path, dump_dir) -> str:
 
 
 def load(path):
-    return torch.load(path, map_location='cpu', weights_only=False)
+    return load_file(path)
 
 
 def test_two_gloo_processes_train_evaluate_and_checkpoint(tmp_path):

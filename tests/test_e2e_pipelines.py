@@ -2,11 +2,11 @@
 generate a tiny dataset, train the toy config (Mona) a few iterations,
 save a checkpoint, test it with tools/test.py and read the real metrics."""
 import pytest
-import torch
 
 from e2e_utils import (data_root_options, last_checkpoint, logged_metrics,
                        run_tool, short_schedule_options, toy_config, toy_data,
                        validation_metrics)
+from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow
 ITERS = 3
@@ -33,8 +33,7 @@ def test_train_checkpoint_and_test(name, tmp_path):
              cwd=str(tmp_path))
 
     checkpoint = last_checkpoint(str(work_dir))
-    state = torch.load(checkpoint, map_location='cpu',
-                       weights_only=False)['state_dict']
+    state = load_file(checkpoint)['state_dict']
     assert any('.adapters.post_attn.mona_op.' in k for k in state), \
         'no Mona adapter in the checkpoint'
     assert all(k in validation_metrics(str(work_dir))[-1]

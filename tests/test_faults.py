@@ -22,6 +22,7 @@ from mmengine.config import Config
 
 from e2e_utils import (REPO, data_root_options, last_checkpoint, run_tool,
                        tool_env, toy_config, toy_data)
+from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow
 TESTS = osp.dirname(osp.abspath(__file__))
@@ -52,7 +53,7 @@ ADAPTER_ONLY = [
 
 
 def load(path):
-    return torch.load(path, map_location='cpu', weights_only=False)
+    return load_file(path)
 
 
 @pytest.fixture(scope='module')

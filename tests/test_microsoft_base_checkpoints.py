@@ -12,6 +12,7 @@ from mmadapter.apis.adapter_sets import (AdapterSetError, load_adapter_set,
 from mmadapter.checkpoint import (ADAPTER_META_KEY, load_adapter_checkpoint,
                                   save_adapter_checkpoint)
 from mmadapter.backbones.pretrained import CheckpointMismatchError
+from mmadapter.safe_load import load_file
 from test_checkpoint import make_runner, register_toys, runner_cfg
 from test_pretrained import to_official_swin, trained_stock
 from tiny_detectors import build, retinanet_cfg, trained
@@ -39,7 +40,7 @@ def test_adapter_checkpoint_carries_the_norms_the_base_lacks(tmp_path,
     model = trained(retinanet_cfg(microsoft_base))
     path = str(tmp_path / 'adapter.pth')
     save_adapter_checkpoint(model, path)
-    saved = torch.load(path, weights_only=False)
+    saved = load_file(path)
     backbone_keys = {k for k in saved['state_dict']
                      if k.startswith('backbone.') and '.adapters.' not in k}
     assert backbone_keys == stage_norms(model)
@@ -58,7 +59,7 @@ def test_a_base_lacking_weights_it_trained_on_is_still_refused(
     model = trained(retinanet_cfg(microsoft_base))
     path = str(tmp_path / 'adapter.pth')
     save_adapter_checkpoint(model, path)
-    official = torch.load(microsoft_base, weights_only=False)['model']
+    official = load_file(microsoft_base)['model']
     partial = tmp_path / 'partial.pth'
     torch.save({'model': {k: v for k, v in official.items()
                           if not k.startswith('layers.3.')}}, partial)
@@ -127,5 +128,5 @@ def test_saves_read_the_base_once(tmp_path, microsoft_base, monkeypatch):
     for name in ('a.pth', 'b.pth'):
         save_adapter_checkpoint(model, str(tmp_path / name))
     assert reads == [microsoft_base]
-    saved = torch.load(tmp_path / 'b.pth', weights_only=False)
+    saved = load_file(tmp_path / 'b.pth')
     assert stage_norms(model) <= set(saved['state_dict'])

@@ -186,7 +186,8 @@ def test_work_dir_resume_and_auto_scale_lr(toy_voc, tmp_path, monkeypatch):
     cfg = cli.prepare_train_config(parse_train(
         DET_CONFIG, '--auto-scale-lr', '--resume', '--cfg-options',
         *options))
-    assert cfg.work_dir == osp.join('./work_dirs', 'retinanet_swin_l_voc')
+    assert cfg.work_dir == osp.join('./work_dirs', 'mona',
+                                    'retinanet_swin_l_voc')
     assert cfg.auto_scale_lr.enable is True
     assert cfg.resume is True and cfg.load_from is None
     with pytest.raises(FileNotFoundError, match='--resume'):

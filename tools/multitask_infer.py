@@ -6,9 +6,10 @@
         --task ade=work_dirs/ade/iter_300.pth [--out-dir DIR] [--device cpu]
 
 BASE is the base checkpoint all tasks were trained on; each task checkpoint
-is an adapter-only file (AdapterCheckpointHook). Results are drawn by the
-stock visualisers to DIR/<task>/<image>. The Python API behind it:
-mmadapter/apis/multitask.py.
+is an adapter-only file (AdapterCheckpointHook) or a shared adapter set
+(NAME.safetensors with NAME.json beside it; either file names it). Results
+are drawn by the stock visualisers to DIR/<task>/<image>. The Python API
+behind it: mmadapter/apis/multitask.py.
 """
 import argparse
 import os.path as osp
@@ -19,8 +20,9 @@ from typing import Dict
 # run from a clone: use this checkout's package
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmadapter  # noqa: E402,F401  (registries, checkpoint-loading fix)
+import mmadapter  # noqa: E402,F401  (registries)
 from mmadapter.apis.multitask import MultiTaskModel  # noqa: E402
+from mmadapter.checkpoint import add_trust_option, script_loads  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,7 +36,8 @@ def parse_args(argv=None):
     parser.add_argument('images', nargs='+', help='image files')
     parser.add_argument('--task', action='append', required=True,
                         metavar='NAME=CHECKPOINT',
-                        help='a task and its adapter-only checkpoint '
+                        help='a task and its adapter-only checkpoint, or '
+                        'its adapter set (.safetensors with its .json) '
                         '(repeat per task)')
     parser.add_argument('--config', action='append', default=[],
                         metavar='NAME=CONFIG',
@@ -44,6 +47,7 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections below this score are not drawn')
+    add_trust_option(parser)
     return parser.parse_args(argv)
 
 
@@ -68,7 +72,8 @@ def main(argv=None) -> Dict[str, object]:
         raise SystemExit(f'--config for unknown task(s) {unknown}; tasks: '
                          f'{sorted(tasks)}.')
     start = time.perf_counter()
-    model = MultiTaskModel(args.base, tasks, configs, args.device)
+    with script_loads(args.trust_checkpoint_types):
+        model = MultiTaskModel(args.base, tasks, configs, args.device)
     loaded = time.perf_counter()
     results = model.predict_all(args.images)
     done = time.perf_counter()

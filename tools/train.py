@@ -12,7 +12,7 @@ import sys
 # run from a clone: use this checkout's package
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmadapter  # noqa: E402,F401  (registries, checkpoint-loading fix)
+import mmadapter  # noqa: E402,F401  (registries)
 from mmadapter.cli.commands import train  # noqa: E402
 
 if __name__ == '__main__':

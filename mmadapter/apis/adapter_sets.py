@@ -8,6 +8,10 @@ becomes a named set of any backbone that holds the same base weights::
     load_adapter_set(backbone, 'voc', task)   # checked, then added
     backbone.activate_adapter_set('voc')
 
+A shared set (safetensors + JSON, :mod:`mmadapter.checkpoint.adapter_set_files`;
+tools/model_converters/adapter2safetensors.py writes it) is read the same
+way, by either file of the pair.
+
 :func:`check_adapter_set_checkpoint` holds every refusal, made before
 anything changes: not an adapter-only checkpoint, another base (sha256),
 another backbone architecture, a tuning policy that changed shared weights,
@@ -28,7 +32,7 @@ from mmadapter.backbones.base import (AdapterBackboneMixin, AdapterSet,
 from mmadapter.checkpoint import (BaseCheckpointWarning, adapter_info,
                                   checkpoint_config, file_sha256,
                                   is_adapter_checkpoint, local_file,
-                                  read_checkpoint_file)
+                                  read_adapter_file)
 from mmadapter.insertion import AdapterSetError
 from mmadapter.tuning import normalize_policy
 
@@ -90,9 +94,10 @@ class TaskCheckpoint:
 
 
 def read_task_checkpoint(path: str, config=None) -> TaskCheckpoint:
-    """Read an adapter-only checkpoint with one adapter backbone.
-    ``config`` overrides the config it records."""
-    checkpoint = read_checkpoint_file(path)
+    """Read an adapter-only checkpoint with one adapter backbone: a
+    ``.pth`` file, or a safetensors + JSON adapter set (either file of the
+    pair). ``config`` overrides the config it records."""
+    checkpoint = read_adapter_file(path)
     if not is_adapter_checkpoint(checkpoint):
         raise AdapterSetError(
             f'{path} is not an adapter-only checkpoint (no '

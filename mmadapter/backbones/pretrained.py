@@ -8,7 +8,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
-from mmengine.runner.checkpoint import CheckpointLoader
+
+from mmadapter.safe_load import load_checkpoint
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -105,8 +106,8 @@ def read_checkpoint(path: str) -> StateDict:
             f'Pretrained checkpoint {path!r} does not exist. Download it as '
             'described in the README ("Pretrained weights") or fix the path '
             "in the config's init_cfg.checkpoint.")
-    return unwrap_state_dict(
-        CheckpointLoader.load_checkpoint(path, map_location='cpu'), path)
+    return unwrap_state_dict(load_checkpoint(path, map_location='cpu'),
+                             path)
 
 
 def strip_prefixes(state_dict: StateDict,

@@ -29,7 +29,13 @@ identity), :mod:`.base_weights` (reading and checking base files),
 the base, extract, fold LoRA), :mod:`.official_files` (converting the
 official Swin and Mona releases) and :mod:`.checks` (the files a run is
 given, checked before it starts).
+
+Every read is weights-only (:mod:`mmadapter.safe_load`, re-exported here).
 """
+from mmadapter.safe_load import (ALLOWED_TYPES, TRUST_KEY, TRUST_OPTION,
+                                 UnsafeCheckpointError, add_trust_option,
+                                 checkpoint_safety, load_checkpoint,
+                                 load_file, script_loads)
 from .records import (ADAPTER_META_KEY, AdapterCheckpointError,
                       BaseCheckpointWarning, BaseOverride, FORMAT_VERSION,
                       adapter_info, adapter_record, adapter_state_dict,
@@ -41,6 +47,9 @@ from .base_weights import (base_backbone_keys, check_base_hash,
                            frozen_keys_not_in_base, read_base_backbone,
                            resolve_base_path)
 from .saving import (reduce_checkpoint, save_adapter_checkpoint)
+from .adapter_set_files import (adapter_set_checkpoint,
+                                is_adapter_set_file, read_adapter_file,
+                                read_set_description, save_adapter_set)
 from .loading import (ExpansionReport, base_backbone_state, checkpoint_config,
                       expand_adapter_checkpoint, load_adapter_checkpoint,
                       load_checkpoint_dict, verify_frozen_backbone)
@@ -49,6 +58,11 @@ from .merging import (extract_adapter_checkpoint, fold_lora,
                       strip_adapter_record)
 
 __all__ = [
+    'adapter_set_checkpoint', 'is_adapter_set_file', 'read_adapter_file',
+    'read_set_description', 'save_adapter_set',
+    'ALLOWED_TYPES', 'TRUST_KEY', 'TRUST_OPTION', 'UnsafeCheckpointError',
+    'add_trust_option', 'checkpoint_safety', 'load_checkpoint', 'load_file',
+    'script_loads',
     'ADAPTER_META_KEY', 'AdapterCheckpointError', 'BaseCheckpointWarning',
     'BaseOverride', 'ExpansionReport', 'FORMAT_VERSION', 'adapter_info',
     'adapter_record', 'adapter_state_dict', 'adapter_state_keys',

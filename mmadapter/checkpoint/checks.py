@@ -1,25 +1,39 @@
 """Checks of the checkpoint files a run is given, made before the Runner is
-built: a truncated or non-checkpoint file, and an adapter-only checkpoint
-whose recorded base (sha256) or adapter configuration is not the one the
-run would put it on, each reported naming the option, the file and the
-fix, instead of a ``PytorchStreamReader`` or ``UnpicklingError`` traceback
-(or a model silently built on another base).
+built: a truncated or non-checkpoint file, a file holding types outside the
+weights-only allow-list, an adapter-only checkpoint whose recorded base
+(sha256) or adapter configuration is not the one the run would put it on,
+and a checkpoint written for another model configuration
+(:mod:`mmadapter.checkpoint.model_record`), each reported naming the
+option, the file and the fix, instead of a ``PytorchStreamReader`` or
+``UnpicklingError`` traceback (or a model silently built on another base,
+or another run continued).
 """
+import logging
 import os.path as osp
 import pickle
 import zipfile
 from types import SimpleNamespace
 from typing import List, Optional
 
-import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 from mmadapter.backbones.base import architecture_of
 from mmadapter.registry import MODELS
+from .config_text import config_from_text
+from .model_record import check_model_record
 from .records import adapter_info, file_sha256, local_file, pretrained_path
+from mmadapter.safe_load import UnsafeCheckpointError, load_file
 
 # besides the architecture, what decides the adapters' tensors
 METHOD_KEYS = ('type', 'adapter', 'tuning')
+
+
+OTHER_MODEL_FIX = (
+    'Each config trains in its own work directory (work_dirs/<method '
+    'folder>/<config name>): resume there, test with the config the '
+    "checkpoint was trained with, or, to start from another model's "
+    "weights, give them to the backbone's init_cfg (Pretrained) instead.")
 
 
 class CheckpointFileError(ValueError):
@@ -70,10 +84,11 @@ def check_checkpoint_file(path: str, option: str, fix: str = '') -> None:
 def _meta_only(path: str) -> dict:
     """The checkpoint dict, its tensors memory-mapped where possible."""
     try:
-        return torch.load(path, map_location='cpu', weights_only=False,
-                          mmap=True)
+        return load_file(path, mmap=True)
+    except UnsafeCheckpointError:
+        raise
     except (RuntimeError, pickle.UnpicklingError, ValueError):
-        return torch.load(path, map_location='cpu', weights_only=False)
+        return load_file(path)  # legacy (non-zip) files cannot be mapped
 
 
 def _arch(backbone_cfg) -> dict:
@@ -94,14 +109,18 @@ def _backbone_cfg(cfg: Config):
     return model.get('backbone') if isinstance(model, dict) else None
 
 
-def adapter_checkpoint_problems(path: str, cfg: Config) -> List[str]:
-    """What does not fit between an adapter-only checkpoint and the run of
-    ``cfg`` it is given to: another base file (by sha256) for the backbone,
-    another adapter method, tuning policy or backbone shape."""
+def adapter_checkpoint_problems(path: str, cfg: Config,
+                                checkpoint: Optional[dict] = None
+                                ) -> List[str]:
+    """What does not fit between an adapter-only checkpoint (``path``, read
+    unless given as ``checkpoint``) and the run of ``cfg`` it is given to:
+    another base file (by sha256) for the backbone, another adapter method,
+    tuning policy or backbone shape."""
     local = local_file(path)
     if local is None:
         return []
-    info = adapter_info(_meta_only(local))
+    info = adapter_info(checkpoint if checkpoint is not None
+                        else _meta_only(local))
     backbone = _backbone_cfg(cfg)
     if info is None or backbone is None:
         return []
@@ -121,8 +140,7 @@ def adapter_checkpoint_problems(path: str, cfg: Config) -> List[str]:
                 'would come from another model. Point init_cfg.checkpoint at '
                 'the original base file')
     if info.get('config'):
-        trained = _backbone_cfg(Config.fromstring(info['config'],
-                                                  file_format='.py'))
+        trained = _backbone_cfg(config_from_text(info['config']))
         if trained is not None:
             before, now = _arch(trained), _arch(backbone)
             changed = [f'{k}: {before.get(k)!r} in the checkpoint, '
@@ -141,10 +159,20 @@ def adapter_checkpoint_problems(path: str, cfg: Config) -> List[str]:
 def check_run_checkpoint(path: str, option: str, cfg: Config,
                          fix: str = '') -> None:
     """:func:`check_checkpoint_file`, then, for an adapter-only checkpoint,
-    :func:`adapter_checkpoint_problems`."""
+    :func:`adapter_checkpoint_problems`, then that the checkpoint was
+    written for this model configuration (:func:`check_model_record`;
+    a note when it records none). All before anything is loaded."""
     check_checkpoint_file(path, option, fix)
-    problems = adapter_checkpoint_problems(path, cfg)
+    local = local_file(path)
+    if local is None:
+        return
+    checkpoint = _meta_only(local)
+    problems = adapter_checkpoint_problems(path, cfg, checkpoint)
     if problems:
         raise CheckpointFileError(
             f'{option} {path} is an adapter-only checkpoint that does not '
             'fit this run: ' + '; and '.join(problems) + '.')
+    note = check_model_record(checkpoint, cfg.get('model'),
+                              f'{option} {path}', OTHER_MODEL_FIX)
+    if note:
+        print_log(note, logger='current', level=logging.WARNING)

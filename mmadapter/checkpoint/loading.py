@@ -12,11 +12,13 @@ from mmengine.logging import MMLogger, print_log
 from mmadapter.backbones.pretrained import (CheckpointMismatchError,
                                             strip_prefix)
 from mmadapter.version import __version__
+from .adapter_set_files import read_adapter_file
+from .config_text import config_from_text
 from .base_weights import (check_base_hash, frozen_keys_not_in_base,
                            read_base_backbone, resolve_base_path)
 from .records import (AdapterCheckpointError, BaseOverride, FORMAT_VERSION,
                       adapter_info, adapter_state_keys, backbone_prefixes,
-                      read_checkpoint_file, with_metadata)
+                      with_metadata)
 
 
 @dataclass
@@ -172,9 +174,10 @@ def load_adapter_checkpoint(model: nn.Module, filename: str,
                             map_location='cpu', strict: bool = True,
                             logger=None) -> dict:
     """Load any checkpoint file into ``model`` in one call, adapter-only
-    (with its base) or full; see :func:`load_checkpoint_dict`."""
+    (with its base; a ``.pth`` file or a safetensors + JSON adapter set) or
+    full; see :func:`load_checkpoint_dict`."""
     return load_checkpoint_dict(model,
-                                read_checkpoint_file(filename, map_location),
+                                read_adapter_file(filename, map_location),
                                 base, strict, logger)
 
 
@@ -192,7 +195,7 @@ def checkpoint_config(checkpoint: dict, config=None) -> Config:
         raise AdapterCheckpointError(
             'The checkpoint records no config; pass the config that built '
             'its model (--config).')
-    return Config.fromstring(text, file_format='.py')
+    return config_from_text(text)
 
 
 def verify_frozen_backbone(model: nn.Module, bases: Dict[str, dict],

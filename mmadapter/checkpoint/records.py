@@ -10,10 +10,10 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmadapter.backbones.base import AdapterBackboneMixin
 from mmadapter.version import __version__
+from mmadapter.safe_load import load_checkpoint
 
 #: Key of the adapter-checkpoint record in ``checkpoint['meta']``.
 ADAPTER_META_KEY = 'adapter_checkpoint'
@@ -182,10 +182,10 @@ def adapter_record(model: nn.Module, config=None,
 
 
 def read_checkpoint_file(filename: str, map_location='cpu') -> dict:
-    """A checkpoint file as a dict (mmengine's loaders: local paths, URLs,
-    ``open-mmlab://``...; full unpickling, see :mod:`mmadapter.compat`)."""
-    checkpoint = CheckpointLoader.load_checkpoint(filename,
-                                                  map_location=map_location)
+    """A checkpoint file as a dict (local paths, and URLs,
+    ``open-mmlab://``... through mmengine's loaders), weights-only
+    (:mod:`.safe_load`)."""
+    checkpoint = load_checkpoint(filename, map_location=map_location)
     if not isinstance(checkpoint, dict):
         raise AdapterCheckpointError(
             f'{filename} holds a {type(checkpoint).__name__}, not a '

@@ -13,16 +13,19 @@ import torch
 from mmengine.config import Config, DictAction
 
 from mmadapter.apis.toolboxes import enable_tta, toolbox_of
+from mmadapter.safe_load import (TRUST_KEY, UnsafeCheckpointError,
+                                            add_trust_option,
+                                            checkpoint_safety)
 from mmadapter.datasets.checks import (SKIP_ENV, DataError,
-                                       check_annotation_files)
+                                       check_annotation_files, dataset_checks)
 from mmadapter.datasets.layouts import layout_mismatches
 from mmadapter.datasets.paths import DatasetNotFoundError, check_dataset_paths
 from mmadapter.engine.amp import enable_amp
 from mmadapter.engine.atomic_checkpoint import CheckpointWriteError
 from mmadapter.engine.dist import end_distributed_run
 from mmadapter.engine.rank_watchdog import LostRankError, watch_ranks
-from .cuda_env import CudaEnvError, check_gpu_run
 from .check_data import check_data
+from .cuda_env import CudaEnvError, check_gpu_run
 from .input_checks import check_run_checkpoints, check_test_checkpoint
 from .preflight import check_backbone_config
 from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
@@ -32,10 +35,13 @@ from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
 # (DatasetNotFoundError is a FileNotFoundError, UnsupportedToolboxError a
 # ValueError), and GPUs that the run cannot use (CudaEnvError).
 
-USER_ERRORS = (FileNotFoundError, ValueError, CudaEnvError)
+USER_ERRORS = (FileNotFoundError, ValueError, CudaEnvError,
+               UnsafeCheckpointError)
 # Problems met while the Runner builds or trains, whose message says all
-# (the dataset's, a checkpoint write's): no traceback either.
-RUN_ERRORS = (DataError, CheckpointWriteError, LostRankError)
+# (the dataset's, a checkpoint write's or a refused checkpoint's): no
+# traceback either.
+RUN_ERRORS = (DataError, CheckpointWriteError, LostRankError,
+              UnsafeCheckpointError)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +54,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
+    add_trust_option(parser)
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or
     # --local_rank (older)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -131,6 +138,23 @@ def exit_on_user_error(errors=USER_ERRORS):
         raise SystemExit(f'{type(error).__name__}: {error}') from None
 
 
+def trusted_types(cfg: Config, args: argparse.Namespace) -> List[str]:
+    """The type names the config (``trust_checkpoint_types``) and the
+    command line add to the checkpoint allow-list."""
+    return list(cfg.get(TRUST_KEY) or []) + list(
+        args.trust_checkpoint_types or [])
+
+
+@contextmanager
+def guarded_run(cfg: Config, args: argparse.Namespace):
+    """What every run of tools/train.py and tools/test.py runs in:
+    weights-only checkpoint loads with the allow-list (mmengine's own loads
+    of --resume, load_from and init_cfg files included) and the dataset
+    checks."""
+    with checkpoint_safety(trusted_types(cfg, args)), dataset_checks():
+        yield
+
+
 def check_data_paths(cfg: Config, loaders, evaluators) -> None:
     """:func:`check_dataset_paths`, saying so when a ``data_root`` holds
     another dataset."""
@@ -166,7 +190,8 @@ def prepare_train_config(args: argparse.Namespace) -> Config:
                      evaluators=['val_evaluator'] * ('val_dataloader' in
                                                      loaders))
     check_annotation_files(cfg, loaders)
-    check_run_checkpoints(cfg)
+    with checkpoint_safety(cfg.get(TRUST_KEY) or ()):
+        check_run_checkpoints(cfg)
     return cfg
 
 
@@ -179,7 +204,8 @@ def prepare_test_config(args: argparse.Namespace) -> Config:
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(
             f'Checkpoint {args.checkpoint!r} does not exist.')
-    check_test_checkpoint(cfg, args.checkpoint)
+    with checkpoint_safety(cfg.get(TRUST_KEY) or ()):
+        check_test_checkpoint(cfg, args.checkpoint)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         toolbox_of(cfg).enable_visualization(cfg, args.show, args.show_dir,
@@ -197,14 +223,15 @@ def prepare_test_config(args: argparse.Namespace) -> Config:
 def train(argv: Optional[List[str]] = None) -> None:
     """tools/train.py (with ``--check-data``: only the dataset scan)."""
     args = parse_args(train_parser(), argv)
-    with exit_on_user_error():
+    with exit_on_user_error(), checkpoint_safety(
+            args.trust_checkpoint_types):
         cfg = prepare_train_config(args)
         check_backbone_config(cfg)
     if args.check_data:
         return run_data_check(cfg)
     if args.skip_bad_images:
         os.environ[SKIP_ENV] = '1'  # read by the data-loading processes
-    with exit_on_user_error(RUN_ERRORS):
+    with exit_on_user_error(RUN_ERRORS), guarded_run(cfg, args):
         runner = build_runner(cfg)
         with watch_ranks():
             runner.train()
@@ -229,12 +256,13 @@ def run_data_check(cfg: Config) -> None:
 def test(argv: Optional[List[str]] = None) -> dict:
     """tools/test.py; returns the metrics."""
     args = parse_args(test_parser(), argv)
-    with exit_on_user_error():
+    with exit_on_user_error(), checkpoint_safety(
+            args.trust_checkpoint_types):
         cfg = prepare_test_config(args)
         # the checkpoint under test holds the weights (an adapter-only one
         # names its base itself), so init_cfg's file need not exist
         check_backbone_config(cfg, check_pretrained=False)
-    with exit_on_user_error(RUN_ERRORS):
+    with exit_on_user_error(RUN_ERRORS), guarded_run(cfg, args):
         metrics = build_runner(cfg).test()
     end_distributed_run()
     return metrics

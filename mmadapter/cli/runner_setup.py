@@ -12,6 +12,7 @@ from mmadapter.engine.amp import fit_amp_to_device
 from mmadapter.engine.checkpoint_hook import (
     enable_adapter_checkpoint_loading, use_atomic_checkpoints)
 from mmadapter.engine.dist import setup_cpu_distributed
+from mmadapter.engine.model_record_hook import record_model_config
 from .config_checks import warn_unknown_options
 
 
@@ -42,15 +43,30 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     return cfg
 
 
+def default_work_dir(config_path: str) -> str:
+    """``./work_dirs/<method folder>/<config name>``: the table configs of
+    one setting share a file name across the method folders
+    (configs/mona/cascade_swin_b_coco.py, configs/lora/...), so the folder
+    keeps their runs apart. Under a ``configs`` folder, the path below it
+    (configs/toy/x.py -> work_dirs/toy/x); elsewhere the config's own
+    folder name."""
+    parts = osp.normpath(osp.abspath(config_path)).split(osp.sep)
+    stem = osp.splitext(parts[-1])[0]
+    if 'configs' in parts[:-1]:
+        below = len(parts) - 1 - parts[:-1][::-1].index('configs')
+        return osp.join('./work_dirs', *parts[below:-1], stem)
+    return osp.join('./work_dirs', parts[-2] if len(parts) > 1 else '',
+                    stem)
+
+
 def set_work_dir(cfg: Config, work_dir: Optional[str],
                  config_path: str) -> None:
     """``--work-dir``, else the config's ``work_dir``, else
-    ``./work_dirs/<config name>``."""
+    :func:`default_work_dir`."""
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join(
-            './work_dirs', osp.splitext(osp.basename(config_path))[0])
+        cfg.work_dir = default_work_dir(config_path)
 
 
 def enable_auto_scale_lr(cfg: Config) -> None:
@@ -84,9 +100,11 @@ def build_runner(cfg: Config) -> Runner:
     mixed precision and multi-process launching to the machine (CPU
     fallbacks; the stock path on GPUs), and able to load adapter-only
     checkpoints (base weights first, even in test mode) and to write them
-    atomically."""
+    atomically, each recording the model configuration it was written
+    for."""
     use_atomic_checkpoints(cfg)
     enable_adapter_checkpoint_loading(cfg)
+    record_model_config(cfg)
     fit_amp_to_device(cfg)
     setup_cpu_distributed(cfg, cfg.get('launcher', 'none'))
     if 'runner_type' in cfg:

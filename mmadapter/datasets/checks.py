@@ -2,10 +2,12 @@
 the fix, when they are built (before the first iteration), and unreadable
 images named when they are met.
 
-Installed on import of mmadapter (:func:`install`) into mmengine's
-``BaseDataset``, which every mmdet, mmseg and mmpretrain dataset extends, so
-it applies to every task and to the stock tools with
-``custom_imports=['mmadapter']``:
+Switched on, never by importing mmadapter, while :func:`dataset_checks` is
+active: tools/train.py and tools/test.py run in it, and
+:class:`~mmadapter.engine.dataset_check_hook.DatasetCheckHook` (which the
+table configs' runtime base turns on) holds it for a run of the stock tools.
+It then applies to mmengine's ``BaseDataset``, which every mmdet, mmseg and
+mmpretrain dataset extends:
 
 * a dataset left empty by its filters (class names that match none of the
   annotations', images all too small, an empty annotation file) says how
@@ -25,7 +27,8 @@ import json
 import os
 import os.path as osp
 from collections import Counter
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 from xml.etree import ElementTree as ET
 
 from mmengine.dataset import BaseDataset
@@ -259,14 +262,45 @@ def _checked_serialize_data(self):
     return _original['_serialize_data'](self)
 
 
-def install() -> None:
-    """Patch ``BaseDataset`` once (idempotent)."""
-    if _original:
+_users = []  # one entry per active dataset_checks()/enable_dataset_checks()
+
+
+def enable_dataset_checks() -> None:
+    """Check datasets until the matching :func:`disable_dataset_checks`
+    (calls nest). The checks wrap ``BaseDataset``'s methods because the
+    datasets are built inside ``runner.train()`` / ``runner.test()``,
+    before any hook event, and are the stock classes."""
+    if not _users:
+        _original['prepare_data'] = BaseDataset.prepare_data
+        _original['_serialize_data'] = BaseDataset._serialize_data
+        BaseDataset.prepare_data = _checked_prepare_data
+        BaseDataset._serialize_data = _checked_serialize_data
+    _users.append(1)
+
+
+def disable_dataset_checks() -> None:
+    """End one :func:`enable_dataset_checks`; the last one puts
+    ``BaseDataset``'s own methods back."""
+    if not _users:
         return
-    _original['prepare_data'] = BaseDataset.prepare_data
-    _original['_serialize_data'] = BaseDataset._serialize_data
-    BaseDataset.prepare_data = _checked_prepare_data
-    BaseDataset._serialize_data = _checked_serialize_data
+    _users.pop()
+    if not _users:
+        BaseDataset.prepare_data = _original.pop('prepare_data')
+        BaseDataset._serialize_data = _original.pop('_serialize_data')
+
+
+def dataset_checks_enabled() -> bool:
+    return bool(_users)
+
+
+@contextmanager
+def dataset_checks() -> Iterator[None]:
+    """Datasets built and read inside are checked."""
+    enable_dataset_checks()
+    try:
+        yield
+    finally:
+        disable_dataset_checks()
 
 
 def check_annotation_files(cfg, loaders) -> None:

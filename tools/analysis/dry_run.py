@@ -279,7 +279,7 @@ def tool_command(tool: str, gpus: int, args) -> list:
 def checkpoint_weights(path: str) -> dict:
     """The floating-point tensors of a checkpoint's state dict (weights-only
     load)."""
-    from mmadapter.checkpoint.safe_load import load_file
+    from mmadapter.safe_load import load_file
     state = load_file(path, map_location='cpu')
     state = state.get('state_dict', state)
     return {k: v.float() for k, v in state.items()

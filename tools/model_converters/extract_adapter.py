@@ -13,10 +13,11 @@ The base is read to check that it reproduces SRC's frozen backbone weights.
 import argparse
 import os.path as osp
 
-import mmadapter  # noqa: F401  (full unpickling on torch >= 2.6)
-from mmadapter.checkpoint import (checkpoint_config,
+import mmadapter  # noqa: F401  (registries)
+from mmadapter.checkpoint import (add_trust_option, checkpoint_config,
                                   extract_adapter_checkpoint,
-                                  read_checkpoint_file, write_checkpoint)
+                                  read_checkpoint_file, script_loads,
+                                  write_checkpoint)
 from mmadapter.cli.build import build_model_without_weights
 
 
@@ -29,21 +30,23 @@ def main():
                         'init_cfg checkpoint)')
     parser.add_argument('--config', help='config that builds the model '
                         '(default: the one the checkpoint records)')
+    add_trust_option(parser)
     args = parser.parse_args()
-    checkpoint = read_checkpoint_file(args.src)
-    cfg = checkpoint_config(checkpoint, args.config)
-    model = build_model_without_weights(cfg)
-    adapter = extract_adapter_checkpoint(checkpoint, model,
-                                         config=cfg.pretty_text,
-                                         base=args.base)
-    write_checkpoint(adapter, args.dst)
-    kept, total = len(adapter['state_dict']), len(model.state_dict())
-    print(f'Kept {kept} of {total} tensors; base: '
-          + ', '.join(f"{p} <- {b['checkpoint']} (sha256 {b['sha256']})"
-                      for p, b in adapter['meta']['adapter_checkpoint']
-                      ['bases'].items()))
-    print(f'Saved {args.dst}: {osp.getsize(args.dst) / 2**20:.1f} MiB, '
-          f'from {osp.getsize(args.src) / 2**20:.1f} MiB')
+    with script_loads(args.trust_checkpoint_types):
+        checkpoint = read_checkpoint_file(args.src)
+        cfg = checkpoint_config(checkpoint, args.config)
+        model = build_model_without_weights(cfg)
+        adapter = extract_adapter_checkpoint(checkpoint, model,
+                                             config=cfg.pretty_text,
+                                             base=args.base)
+        write_checkpoint(adapter, args.dst)
+        kept, total = len(adapter['state_dict']), len(model.state_dict())
+        print(f'Kept {kept} of {total} tensors; base: '
+              + ', '.join(f"{p} <- {b['checkpoint']} (sha256 {b['sha256']})"
+                          for p, b in adapter['meta']['adapter_checkpoint']
+                          ['bases'].items()))
+        print(f'Saved {args.dst}: {osp.getsize(args.dst) / 2**20:.1f} MiB, '
+              f'from {osp.getsize(args.src) / 2**20:.1f} MiB')
 
 
 if __name__ == '__main__':

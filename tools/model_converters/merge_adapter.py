@@ -11,9 +11,11 @@ extract_adapter.py). The model is built from the config SRC records (or
 """
 import argparse
 
-import mmadapter  # noqa: F401  (full unpickling on torch >= 2.6)
-from mmadapter.checkpoint import (checkpoint_config, merge_adapter_checkpoint,
-                                  read_checkpoint_file, write_checkpoint)
+import mmadapter  # noqa: F401  (registries)
+from mmadapter.checkpoint import (add_trust_option, checkpoint_config,
+                                  merge_adapter_checkpoint,
+                                  read_checkpoint_file, script_loads,
+                                  write_checkpoint)
 from mmadapter.cli.build import build_model_without_weights
 
 
@@ -25,14 +27,16 @@ def main():
                         'the adapter checkpoint records)')
     parser.add_argument('--config', help='config that builds the model '
                         '(default: the one the checkpoint records)')
+    add_trust_option(parser)
     args = parser.parse_args()
-    checkpoint = read_checkpoint_file(args.src)
-    model = build_model_without_weights(
-        checkpoint_config(checkpoint, args.config))
-    merged = merge_adapter_checkpoint(checkpoint, model, base=args.base)
-    write_checkpoint(merged, args.dst)
-    print(f'Saved {len(merged["state_dict"])} tensors to {args.dst} '
-          '(optimizer and scheduler states are not carried over).')
+    with script_loads(args.trust_checkpoint_types):
+        checkpoint = read_checkpoint_file(args.src)
+        model = build_model_without_weights(
+            checkpoint_config(checkpoint, args.config))
+        merged = merge_adapter_checkpoint(checkpoint, model, base=args.base)
+        write_checkpoint(merged, args.dst)
+        print(f'Saved {len(merged["state_dict"])} tensors to {args.dst} '
+              '(optimizer and scheduler states are not carried over).')
 
 
 if __name__ == '__main__':

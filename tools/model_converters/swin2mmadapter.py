@@ -11,8 +11,9 @@ also reads SRC directly; this tool makes a file stock tools accept.
 """
 import argparse
 
-import mmadapter  # noqa: F401  (full unpickling on torch >= 2.6)
-from mmadapter.checkpoint import read_checkpoint_file, write_checkpoint
+import mmadapter  # noqa: F401  (registries)
+from mmadapter.checkpoint import (add_trust_option, read_checkpoint_file,
+                                  script_loads, write_checkpoint)
 from mmadapter.checkpoint.official_files import convert_official_swin
 
 
@@ -20,12 +21,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='Microsoft Swin checkpoint')
     parser.add_argument('dst', help='output path')
+    add_trust_option(parser)
     args = parser.parse_args()
-    state_dict, report = convert_official_swin(read_checkpoint_file(args.src))
-    write_checkpoint(dict(meta=dict(converted_from=args.src),
-                          state_dict=state_dict), args.dst)
-    print(report.summary())
-    print(f'Saved {len(state_dict)} tensors to {args.dst}')
+    with script_loads(args.trust_checkpoint_types):
+        state_dict, report = convert_official_swin(
+            read_checkpoint_file(args.src))
+        write_checkpoint(dict(meta=dict(converted_from=args.src),
+                              state_dict=state_dict), args.dst)
+        print(report.summary())
+        print(f'Saved {len(state_dict)} tensors to {args.dst}')
 
 
 if __name__ == '__main__':
