@@ -113,11 +113,7 @@ class MonaModule(AdapterModule):
         h = self.down_proj(x)
         C = h.shape[-1]
         extra, patches = h[:, :num_extra], h[:, num_extra:]
-        # (B, C, H, W) in memory of its own: the layout cuDNN's depthwise
-        # convs ran fastest in (RESULTS_cuda_512.md vs _nhwc.md), and the
-        # one inductor compiles with dynamic shapes (a channels-last view
-        # fails there)
-        patches = patches.reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
+        patches = patches.reshape(B, H, W, C).permute(0, 3, 1, 2)
         patches = self.mona_op(patches)
         patches = patches.permute(0, 2, 3, 1).reshape(B, H * W, C)
         h = torch.cat([extra, patches], dim=1) if num_extra else patches
