@@ -1,7 +1,6 @@
 """Which path an adapter runs (impl='auto'|'plain'|'fused'|'compiled'):
 auto's table, the config options that set it, the choice at forward time by
 device type, and the compiled path's equality with the plain one."""
-import logging
 import os.path as osp
 
 import pytest
@@ -127,34 +126,41 @@ def test_recompute_on_every_path_gives_the_same_gradients():
 
 
 @pytest.mark.slow  # inductor compiles C++ on the CPU: about a minute
-def test_compiled_path_equals_plain_without_recompiling(caplog):
+def test_compiled_path_equals_plain_without_recompiling(monkeypatch):
     """Mona with a class token on three grids: one set of graphs (dynamic
     shapes), compile time logged, values and gradients of the plain path."""
     from torch._dynamo.utils import counters
+
+    from mmadapter.ops import compiled
+    logged = []
+    monkeypatch.setattr(compiled, 'print_log',
+                        lambda msg, logger: logged.append((msg, logger)))
+    torch._dynamo.reset()  # compile here, whatever ran before
+    before = counters['stats']['unique_graphs']
     torch.manual_seed(0)
     mona = MonaModule(16, bottleneck=8, dropout=0.0).train()
     with torch.no_grad():
         for p in mona.parameters():
             p.add_(0.1 * torch.randn_like(p))
     graphs = []
-    with caplog.at_level(logging.INFO):
-        for hw in ((3, 4), (5, 6), (4, 7)):
-            x = torch.randn(2, hw[0] * hw[1] + 1, 16, requires_grad=True)
-            results = []
-            for impl in ('plain', 'compiled'):
-                mona.set_impl(impl)
-                mona.zero_grad()
-                x.grad = None
-                out = mona(x, hw)
-                (out * torch.linspace(-1, 1, out.numel()).view_as(out)) \
-                    .sum().backward()
-                results.append([out.detach(), x.grad.clone()] +
-                               [p.grad.clone() for p in mona.parameters()])
-            for a, b in zip(*results):
-                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-            graphs.append(counters['stats']['unique_graphs'])
-    assert graphs[0] > 0 and graphs[1] == graphs[2] == graphs[0]
-    assert 'compiled MonaModule.forward' in caplog.text
+    for hw in ((3, 4), (5, 6), (4, 7)):
+        x = torch.randn(2, hw[0] * hw[1] + 1, 16, requires_grad=True)
+        results = []
+        for impl in ('plain', 'compiled'):
+            mona.set_impl(impl)
+            mona.zero_grad()
+            x.grad = None
+            out = mona(x, hw)
+            (out * torch.linspace(-1, 1, out.numel()).view_as(out)) \
+                .sum().backward()
+            results.append([out.detach(), x.grad.clone()] +
+                           [p.grad.clone() for p in mona.parameters()])
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        graphs.append(counters['stats']['unique_graphs'])
+    assert graphs[0] > before and graphs[1] == graphs[2] == graphs[0]
+    assert len(logged) == 1 and logged[0][1] == 'current'
+    assert 'compiled MonaModule.forward' in logged[0][0]
 
 
 def run_parity(tmp_path, *args):
@@ -207,3 +213,28 @@ def test_impl_parity_script_compiled_on_cpu(tmp_path):
             for c in summary['cases']}
     assert ('LoRA (merged)', 'bf16', False) in seen
     assert ('Mona', 'bf16', True) in seen
+
+
+@pytest.mark.slow  # inductor compiles C++ on the CPU
+def test_compiled_path_follows_adapter_set_switching():
+    """Two sets on one backbone, every adapter compiled: each set computes
+    what it computes on the plain path, before and after switching."""
+    from conftest import images
+    torch.manual_seed(0)
+    model = tiny_swin(adapter=dict(METHODS['Houlsby'], dropout=0.0))
+    model.add_adapter_set('lora', METHODS['LoRA'])
+    with torch.no_grad():  # off their init (LoRA's B starts at zero)
+        for adapter_set in model.adapter_sets.values():
+            for p in adapter_set.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    x = images(batch=1)
+    for name in ('default', 'lora', 'default'):
+        model.activate_adapter_set(name)
+        outs = []
+        for impl in ('plain', 'compiled'):
+            model.set_adapter_impl(impl)
+            with torch.no_grad():
+                outs.append(model(x))
+        for a, b in zip(*outs):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

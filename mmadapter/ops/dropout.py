@@ -3,8 +3,8 @@ under the same seed, as a bool tensor, and kept for backward as bits.
 
 nn.Dropout on CPU multiplies by a float noise tensor and autograd keeps it:
 four bytes a value. :func:`dropout_mask` draws the same mask (from the same
-random words as ``bernoulli_`` where the CPU kernel draws serially, in half
-its time) as bools; :func:`pack_mask` keeps it as bits, a 32nd of the float
+random words as ``bernoulli_`` where the CPU kernel draws serially, faster)
+as bools; :func:`pack_mask` keeps it as bits, a 32nd of the float
 mask's bytes; :func:`dropout_multiplier` rebuilds what nn.Dropout multiplies
 by, bit for bit.
 """
@@ -50,12 +50,12 @@ _FUSED_DROPOUT_DEVICES = ('cuda', 'xpu')
 # Where PyTorch's CPU ``bernoulli_(q)`` is its generic kernel (every CPU but
 # Intel's in MKL builds, which take MKL's parallel one), it draws element
 # after element ``u = (random64() & (2**53 - 1)) * 2**-53`` from the mt19937
-# generator and keeps where ``u < q``: ~8 ns an element, as much as a
-# matmul of the adapters' bottleneck at Swin-B's stage 1. ``random_()`` on
-# int64 draws the same ``random64()`` words (mod 2**63) in half that time;
-# the comparison on integers is exact (``q * 2**53`` has no rounding).
+# generator and keeps where ``u < q``, one element at a time: as costly as
+# a bottleneck matmul at Swin-B's stage 1. ``random_()`` on int64 draws the
+# same ``random64()`` words (mod 2**63) faster (MASK_DRAW_cpu_512.md); the
+# comparison on integers is exact (``q * 2**53`` has no rounding).
 # (``random_(0, 2**53)`` draws the same low 53 bits, but by a 64-bit modulo
-# an element: slower than the mask.)
+# an element: slower, KERNEL_CHOICES_cpu.md.)
 _MANTISSA_MASK = (1 << 53) - 1
 
 
@@ -121,8 +121,7 @@ def dropout_multiplier(dropped: Optional[torch.Tensor], p: float,
                        dtype: torch.dtype) -> Optional[torch.Tensor]:
     """What nn.Dropout multiplies by with this mask: ``1 / (1 - p)``
     rounded in ``dtype`` where kept, zero where dropped (None: no dropout).
-    Built once where a function applies the mask more than once: a product
-    with it costs a fifth of a masked fill on CPU."""
+    Built once where a function applies the mask more than once."""
     if dropped is None:
         return None
     return dropped.logical_not().to(dtype).mul_(_dropout_scale(p, dtype))

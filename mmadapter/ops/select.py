@@ -22,9 +22,8 @@ IMPLS: Tuple[str, ...] = ('auto', 'plain', 'fused', 'compiled')
 #: rests on, a file of benchmarks/). Change an entry only with the file that
 #: measured the new choice on that device type.
 AUTO: Dict[str, Tuple[str, str]] = {
-    # Swin-B 512, batch 1, a training step per method: the fused functions'
-    # margins above the frozen floor (the plain structure measured in issue
-    # 33's table at 1.6x the fused Mona's time, 3x its saved memory).
+    # a training step per method at Swin-B 512 with the fused functions;
+    # the plain structure against them: issue 33 (docs/fast_paths.md)
     'cpu': ('fused', 'RESULTS_cpu_512.md'),
 }
 #: Where :data:`AUTO` has no entry (CUDA included, until a lease measures it).
