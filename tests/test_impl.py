@@ -238,3 +238,18 @@ def test_compiled_path_follows_adapter_set_switching():
                 outs.append(model(x))
         for a, b in zip(*outs):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_benchmarks_build_the_path_they_are_asked_for():
+    """run_benchmarks.py --impl reaches every adapter of every measured
+    model (bench_models.build_backbone's impl)."""
+    import sys
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    from bench_models import ARCHS, build_backbone
+    for method in ('Mona', 'LoRA'):
+        model = build_backbone(ARCHS['Swin tiny test arch'](), method,
+                               'compiled')
+        modules = adapter_modules(model)
+        assert modules and {m.impl for m in modules} == {'compiled'}
+    default = build_backbone(ARCHS['Swin tiny test arch'](), 'Mona')
+    assert {m.impl for m in adapter_modules(default)} == {'auto'}
