@@ -253,3 +253,10 @@ def test_benchmarks_build_the_path_they_are_asked_for():
         assert modules and {m.impl for m in modules} == {'compiled'}
     default = build_backbone(ARCHS['Swin tiny test arch'](), 'Mona')
     assert {m.impl for m in adapter_modules(default)} == {'auto'}
+
+
+def test_mona_fused_option_names_its_replacement():
+    with pytest.raises(AdapterConfigError,
+                       match="fused=False was replaced by impl: .*"
+                       "impl='plain' for fused=False"):
+        build_adapter(dict(type='Mona', fused=False))

@@ -150,6 +150,8 @@ class Mona(AdapterSpec):
             per Mona.
         impl: 'auto' (default), 'plain', 'fused' or 'compiled': which path
             runs (docs/fast_paths.md).
+        fused: an option of earlier versions, replaced by ``impl``; refused
+            with the ``impl`` value to write instead.
     """
 
     def __init__(self, bottleneck: int = 64, dropout: float = 0.1,
@@ -157,7 +159,12 @@ class Mona(AdapterSpec):
                  scaled_norm: bool = True, activation: str = 'gelu',
                  sites: Sequence[str] = ('post_attn', 'post_ffn'),
                  recompute: bool = False, keep_input: bool = False,
-                 impl: str = 'auto'):
+                 impl: str = 'auto', fused=None):
+        if fused is not None:
+            raise AdapterConfigError(
+                f'Mona: the option fused={fused!r} was replaced by impl: '
+                "write impl='fused' for fused=True, impl='plain' for "
+                "fused=False, or leave it out (impl='auto').")
         self.bottleneck = check_int('Mona', 'bottleneck', bottleneck)
         self.dropout = check_float('Mona', 'dropout', dropout, 0.0, 1.0,
                                    high_inclusive=False)
