@@ -1,5 +1,6 @@
 """The Linear -> activation -> dropout -> Linear bottleneck shared by the
-Houlsby adapter and AdaptFormer (fused path: :mod:`mmadapter.ops.bottleneck`)."""
+Houlsby adapter and AdaptFormer (fused path:
+:mod:`mmadapter.ops.bottleneck`)."""
 import math
 
 import torch
