@@ -32,7 +32,8 @@ def measure_peak_memory(bench, method, device_name, keep_denormals=False,
         base = torch.cuda.memory_allocated()
     else:
         base_kb = current_rss_kb()
-    model = build_backbone(ARCHS[bench['arch']](), method).to(device).train()
+    model = build_backbone(ARCHS[bench['arch']](), method,
+                           bench.get('impl')).to(device).train()
     step = train_step_fn(model, make_input(bench, device),
                          make_optimizer(model), bench['amp'])
     for _ in range(2):  # the second step holds the optimizer state too

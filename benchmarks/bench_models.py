@@ -40,14 +40,17 @@ METHODS = {
 AMP_DTYPES = {None: None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
-def build_backbone(arch, method):
+def build_backbone(arch, method, impl=None):
+    """``impl``: the path every adapter runs ('auto', 'plain', 'fused',
+    'compiled'; None: the adapter's default, 'auto')."""
     if method == FLOOR:
         # The reference point of the issue: a frozen backbone whose input
         # needs a gradient, so backward still flows through every block.
         model = AdapterSwinTransformer(**arch, tuning='fixed')
         model.needs_input_grad = True
         return model
-    model = AdapterSwinTransformer(**arch, **METHODS[method])
+    model = AdapterSwinTransformer(**arch, **METHODS[method],
+                                   adapter_impl=impl)
     model.init_weights()
     model.needs_input_grad = False
     return model
@@ -102,8 +105,8 @@ def build_train_steps(bench, methods, device) -> dict:
     steps = {}
     for method in methods:
         torch.manual_seed(0)
-        model = build_backbone(ARCHS[bench['arch']](),
-                               method).to(device).train()
+        model = build_backbone(ARCHS[bench['arch']](), method,
+                               bench.get('impl')).to(device).train()
         steps[method] = train_step_fn(model, make_input(bench, device),
                                       make_optimizer(model), bench['amp'])
     return steps

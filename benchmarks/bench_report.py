@@ -97,8 +97,9 @@ def write_results(results, out_dir):
     if results['mona_op']:
         op = results['mona_op']
         lines += [
-            '', '## 1. Mona conv stage, forward+backward',
-            f'(64 channels, {op["grid"]}x{op["grid"]} grid)', '',
+            '', '## 1. Mona module, forward+backward',
+            f'(128 channels, bottleneck 64, {op["grid"]}x{op["grid"]} grid; '
+            'reference: the readable forward, impl=\'plain\')', '',
             '| reference (s) | fused (s) | speed-up |', '|---|---|---|',
             f'| {op["reference"]:.4f} | {op["fused"]:.4f} | '
             f'{op["speedup"]:.2f}x |']

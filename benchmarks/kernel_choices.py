@@ -9,12 +9,12 @@ writes ``KERNEL_CHOICES_cpu.md``:
 
 * the depthwise weight gradient of Mona's fused 7x7 conv (64 channels, the
   grid of each Swin-B stage at 512, batch 2): one conv per sample
-  (``lean_ops.depthwise_weight_grad``) against the batch folded into the
+  (``ops.depthwise.depthwise_weight_grad``) against the batch folded into the
   groups' input channels, one conv (at batch 1 both are the same conv);
 * a million dropout-mask words: ``random_()`` and a 53-bit mask
-  (``lean_ops``) against ``random_(0, 2**53)``, the same words;
+  (``ops.dropout``) against ``random_(0, 2**53)``, the same words;
 * a million-value dropout multiplier from a bool mask:
-  ``lean_ops.dropout_multiplier`` against ``torch.where``.
+  ``ops.dropout.dropout_multiplier`` against ``torch.where``.
 """
 import argparse
 import math
@@ -31,7 +31,8 @@ from bench_process import run_timed  # noqa: E402
 from bench_timing import (flush_denormals, load_average,  # noqa: E402
                           machine_name, round_robin_samples)
 
-from mmadapter.adapters import lean_ops  # noqa: E402
+from mmadapter.ops import dropout as dropout_ops  # noqa: E402
+from mmadapter.ops.depthwise import depthwise_weight_grad  # noqa: E402
 
 #: Mona's fused kernel and bottleneck; the patch grids of Swin-B at 512.
 KERNEL, CHANNELS, GRIDS = 7, 64, (128, 64, 32, 16)
@@ -39,7 +40,7 @@ KERNEL, CHANNELS, GRIDS = 7, 64, (128, 64, 32, 16)
 
 def folded_weight_grad(x, grad_out, kernel_size, padding):
     """The batch folded into the groups' input channels: one conv (what
-    lean_ops did before)."""
+    the ops did before)."""
     B, C, H, W = grad_out.shape
     xp = F.pad(x, [padding] * 4)
     if B > 1:
@@ -59,7 +60,7 @@ def weight_grad_pairs(grids, batches):
             pairs[f'{side}x{side}, batch {batch}'] = tuple(
                 (lambda fn=fn, x=x, grad=grad: fn(x, grad, KERNEL,
                                                   KERNEL // 2))
-                for fn in (lean_ops.depthwise_weight_grad,
+                for fn in (depthwise_weight_grad,
                            folded_weight_grad))
     return pairs
 
@@ -68,7 +69,7 @@ def mask_pairs(values):
     keep_below = math.ceil(Fraction(9, 10) * (1 << 53))  # p = 0.1
 
     def words_masked():
-        return lean_ops._dropped_from_words((values, ), 0.1)
+        return dropout_ops._dropped_from_words((values, ), 0.1)
 
     def words_in_range():
         return torch.empty(values, dtype=torch.int64).random_(
@@ -79,7 +80,7 @@ def mask_pairs(values):
     return {
         'mask words': (words_masked, words_in_range),
         'dropout multiplier': (
-            lambda: lean_ops.dropout_multiplier(dropped, 0.1, torch.float32),
+            lambda: dropout_ops.dropout_multiplier(dropped, 0.1, torch.float32),
             lambda: torch.where(dropped, scale.new_zeros(()), scale)),
     }
 
@@ -136,9 +137,9 @@ def main():
         '"difference": the median of the rounds\' paired differences',
         '- depthwise weight gradient: Mona\'s fused 7x7 kernel, 64 '
         'channels; "other" folds the batch into the groups\' input channels '
-        '(one conv, as lean_ops did before; at batch 1 both are the same '
+        '(one conv, as the ops did before; at batch 1 both are the same '
         'conv)', '',
-        '| what | lean_ops (ms) | other (ms) | difference (ms) | other is |',
+        '| what | mmadapter.ops (ms) | other (ms) | difference (ms) | other is |',
         '|---|---|---|---|---|',
     ]
     others = {'mask words': 'random_(0, 2**53)',

@@ -1,12 +1,12 @@
 """What drawing dropout masks from bernoulli_'s own random words
-(``lean_ops.dropout_mask``) saves: per million values, and per training step
+(``dropout_ops.dropout_mask``) saves: per million values, and per training step
 of each method with dropout, against ``bernoulli_`` itself, the two taking
 their calls in turn in one steady-heap process (benchmarks/bench_timing.py).
 
     python benchmarks/mask_draw.py [--size 512] [--repeats 9]
 
 writes ``MASK_DRAW_cpu_<size>.md``. Both draws give the same masks (tests/
-test_lean_ops.py); on a CPU where bernoulli_ is MKL's (Intel, MKL builds)
+test_fused_ops.py); on a CPU where bernoulli_ is MKL's (Intel, MKL builds)
 the library keeps bernoulli_ and there is nothing to compare.
 """
 import argparse
@@ -22,21 +22,21 @@ from bench_process import run_timed  # noqa: E402
 from bench_timing import (flush_denormals, load_average,  # noqa: E402
                           machine_name, round_robin_samples)
 
-from mmadapter.adapters import lean_ops  # noqa: E402
+from mmadapter.ops import dropout as dropout_ops  # noqa: E402
 
 METHODS = ('Mona', 'Houlsby', 'AdaptFormer')
-_words_check = lean_ops._bernoulli_is_serial
+_words_check = dropout_ops._bernoulli_is_serial
 
 
 def with_draw(fn, words: bool):
     """``fn`` run with the words draw on (``words``) or bernoulli_."""
     def call():
-        lean_ops._bernoulli_is_serial = (
+        dropout_ops._bernoulli_is_serial = (
             _words_check if words else lambda: False)
         try:
             return fn()
         finally:
-            lean_ops._bernoulli_is_serial = _words_check
+            dropout_ops._bernoulli_is_serial = _words_check
     return call
 
 
@@ -44,7 +44,7 @@ def measure(size, repeats):
     cpu = torch.device('cpu')
 
     def draw():
-        return lean_ops.dropout_mask((1 << 20, ), 0.1, True, cpu)
+        return dropout_ops.dropout_mask((1 << 20, ), 0.1, True, cpu)
 
     draws = {'bernoulli_': with_draw(draw, False),
              'words': with_draw(draw, True)}
@@ -74,7 +74,7 @@ def main():
     args = parser.parse_args()
     cpu = torch.device('cpu')
     flush_denormals(cpu, False)
-    if not lean_ops._bernoulli_is_serial():
+    if not dropout_ops._bernoulli_is_serial():
         sys.exit('this PyTorch/CPU draws bernoulli_ with MKL: dropout_mask '
                  'uses bernoulli_ itself here, nothing to compare')
     load = load_average()

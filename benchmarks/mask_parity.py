@@ -6,7 +6,7 @@ outputs and gradients (a check for a lent GPU: CI runs the same on CPU).
 
 For fp32 and the autocast dtype (fp16 on CUDA, bf16 on CPU: the dtype
 nn.Dropout sees under autocast):
-``lean_ops.dropout_mask`` against the zeros nn.Dropout leaves in a tensor
+``ops.dropout.dropout_mask`` against the zeros nn.Dropout leaves in a tensor
 of ones, and the device generator's state after each; then Mona (fused,
 one autograd function) against its official structure and Houlsby against
 its plain modules, output and gradients under one seed. Exits 1 if any
@@ -23,7 +23,7 @@ import torch.nn as nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmadapter.adapters import MonaModule, build_adapter  # noqa: E402
-from mmadapter.adapters.lean_ops import dropout_mask  # noqa: E402
+from mmadapter.ops.dropout import dropout_mask  # noqa: E402
 
 
 def rng_state(device):
@@ -54,14 +54,16 @@ def modules(device):
                 p.add_(0.2 * torch.randn_like(p))
     hw = (6, 8)
 
-    def mona_fn(fused):
+    def through(module, impl, *args):
         def forward(x):
-            mona.mona_op.fused = fused
-            return mona(x, hw)
+            module.set_impl(impl)
+            return module(x, *args)
         return forward
 
-    return [('Mona', mona, mona_fn(True), mona_fn(False)),
-            ('Houlsby', houlsby, houlsby, houlsby.reference_forward)], \
+    return [('Mona', mona, through(mona, 'fused', hw),
+             through(mona, 'plain', hw)),
+            ('Houlsby', houlsby, through(houlsby, 'fused'),
+             through(houlsby, 'plain'))], \
         torch.randn(2, hw[0] * hw[1], 32, device=device)
 
 

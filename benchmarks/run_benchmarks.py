@@ -4,10 +4,15 @@
     python benchmarks/run_benchmarks.py --quick    # tiny Swin (CI keeps it working)
     python benchmarks/run_benchmarks.py --device cuda
     python benchmarks/run_benchmarks.py --device cuda --setting coco  # real sizes
+    python benchmarks/run_benchmarks.py --device cuda --setting coco --impl compiled
+
+``--impl`` sets the path every adapter runs (``adapter_impl`` of the
+backbone; default ``auto``, see docs/fast_paths.md).
 
 Measures (each ratio from timings taken in the same process, so it does not
 depend on the machine's absolute speed):
-1. Mona module forward+backward, fused vs the reference structure;
+1. Mona module forward+backward, the fused path vs the readable forward
+   (impl='plain');
 2. one training step (forward, backward, AdamW step) of the backbone with each
    method vs Full fine-tuning: time ratio and peak memory ratio;
 3. inference latency of each adapted backbone vs the stock backbone (LoRA
@@ -58,8 +63,9 @@ from bench_stats import add_ratios  # noqa: E402
 from bench_timing import (flush_denormals, load_average,  # noqa: E402
                           machine_name, round_robin_samples,
                           round_robin_times)
-from mmadapter.adapters import MonaOp  # noqa: E402
+from mmadapter.adapters import MonaModule  # noqa: E402
 from mmadapter.backbones import AdapterSwinTransformer  # noqa: E402
+from mmadapter.ops import IMPLS  # noqa: E402
 
 TARGETS = {  # (time ratio, memory ratio) upper bounds vs Full, issue #6
     'Mona': (0.80, 0.75),
@@ -108,23 +114,24 @@ def measure_step_times(bench, methods, device_name, repeats):
 
 
 def bench_mona_op(size, device, repeats):
-    op = MonaOp(64).to(device)
-    # channels-last, as Mona lays out its tokens
-    x = torch.randn(1, size, size, 64, device=device).permute(0, 3, 1, 2)
-    x.requires_grad_(True)
+    """One Mona module (Swin-B stage 1: 128 channels, bottleneck 64) on a
+    ``size`` x ``size`` grid, forward+backward: readable vs fused path."""
+    mona = MonaModule(128, bottleneck=64).to(device).train()
+    x = torch.randn(1, size * size, 128, device=device, requires_grad=True)
 
-    def step(fused):
-        op.fused = fused
-        op(x).square().mean().backward()
+    def step(impl):
+        mona.set_impl(impl)
+        mona(x, (size, size)).square().mean().backward()
 
-    times = round_robin_times({'reference': lambda: step(False),
-                               'fused': lambda: step(True)}, device, repeats)
+    times = round_robin_times({'reference': lambda: step('plain'),
+                               'fused': lambda: step('fused')}, device,
+                              repeats)
     return dict(grid=size, **times,
                 speedup=times['reference'] / times['fused'])
 
 
 def bench_inference(bench, device, repeats):
-    arch = ARCHS[bench['arch']]()
+    arch = ARCHS[bench['arch']]() | dict(adapter_impl=bench.get('impl'))
     x = make_input(bench, device)
     models = {'stock': AdapterSwinTransformer(**arch)}
     for method in ('Mona', 'LoRA', 'AdaptFormer', 'Houlsby', 'LoRand'):
@@ -161,6 +168,10 @@ def main():
                         help='training-step methods to measure (Full is '
                         'always measured; default all, or with --setting '
                         f'{", ".join(SETTING_METHODS)})')
+    parser.add_argument('--impl', choices=IMPLS, default='auto',
+                        help='the path every adapter runs (adapter_impl): '
+                        "'auto' takes per device the recorded best "
+                        '(docs/fast_paths.md)')
     parser.add_argument('--skip-inference', action='store_true')
     parser.add_argument('--keep-denormals', action='store_true',
                         help='on CPU, do not flush subnormal floats to zero '
@@ -188,7 +199,8 @@ def main():
     if args.setting:
         setting = SETTINGS[args.setting]
         bench = dict(arch=setting['arch'], hw=setting['hw'],
-                     batch=setting['batch'], amp=setting['amp'])
+                     batch=setting['batch'], amp=setting['amp'],
+                     impl=args.impl)
         if device.type == 'cpu' and bench['amp'] == 'fp16':
             bench['amp'] = 'bf16'
         if args.quick:
@@ -199,11 +211,13 @@ def main():
     else:
         size = args.size or (64 if args.quick else 512)
         bench = dict(arch='Swin tiny test arch' if args.quick else 'Swin-B',
-                     hw=(size, size), batch=1, amp=None)
+                     hw=(size, size), batch=1, amp=None, impl=args.impl)
         tag = f'{device.type}_{size}'
         targets, margin_targets = TARGETS, MARGIN_TARGETS
         default_methods = tuple(METHODS)
     tag = ('quick_' if args.quick else '') + tag
+    if args.impl != 'auto':
+        tag += f'_{args.impl}'  # beside, not over, the default run's files
     repeats = args.repeats or (1 if args.quick else 11)
     results = dict(tag=tag, machine=machine_name(device),
                    torch=torch.__version__, device=str(device),

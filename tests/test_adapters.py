@@ -3,24 +3,30 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmadapter.adapters import (LoRALinear, MonaModule, MonaOp,
-                                build_adapter)
+from mmadapter.adapters import LoRALinear, MonaModule, build_adapter
 
 
 @pytest.mark.parametrize('kernel_sizes', [(3, 5, 7), (7, ), (3, 3, 3)])
-def test_fused_mona_matches_reference_values_and_gradients(kernel_sizes):
-    op = MonaOp(16, kernel_sizes)
-    x = torch.randn(2, 16, 9, 13, requires_grad=True)
+def test_fused_mona_matches_readable_values_and_gradients(kernel_sizes):
+    """The fused path folds the conv stage into one depthwise and one 1x1
+    conv; the gradients still reach every conv of the official layout."""
+    mona = MonaModule(16, bottleneck=8, kernel_sizes=kernel_sizes,
+                      dropout=0.0)
+    with torch.no_grad():
+        for p in mona.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, 9 * 13, 16, requires_grad=True)
     grads = []
-    for fused in (True, False):
-        op.fused = fused
-        op.zero_grad()
+    for impl in ('fused', 'plain'):
+        mona.set_impl(impl)
+        mona.zero_grad()
         x.grad = None
-        out = op(x)
+        out = mona(x, (9, 13))
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() \
             .backward()
         grads.append((out.detach(), x.grad.clone(),
-                      {n: p.grad.clone() for n, p in op.named_parameters()}))
+                      {n: p.grad.clone() for n, p in
+                       mona.mona_op.named_parameters()}))
     (out_f, gx_f, gp_f), (out_r, gx_r, gp_r) = grads
     torch.testing.assert_close(out_f, out_r, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gx_f, gx_r, atol=1e-5, rtol=1e-5)
@@ -32,18 +38,19 @@ def test_fused_mona_matches_reference_values_and_gradients(kernel_sizes):
                                    rtol=1e-4)
 
 
-def test_fused_identities_are_not_saved_and_survive_meta_init():
+def test_mona_op_keeps_the_official_layout_and_survives_meta_init():
     with torch.device('meta'):
-        op = MonaOp(8)
-    op = op.to_empty(device='cpu')  # buffers now hold whatever memory held
-    op.reset_parameters()
-    assert list(op.state_dict()) == [
+        mona = MonaModule(16, bottleneck=8, dropout=0.0)
+    mona = mona.to_empty(device='cpu')  # tensors hold whatever memory held
+    mona.reset_parameters()
+    assert list(mona.mona_op.state_dict()) == [
         f'{m}.{p}' for m in ('conv1', 'conv2', 'conv3', 'projector')
         for p in ('weight', 'bias')]
-    x = torch.randn(1, 8, 5, 6)
-    fused = op(x)
-    op.fused = False
-    torch.testing.assert_close(fused, op(x), atol=1e-5, rtol=1e-5)
+    x = torch.randn(1, 30, 16)
+    mona.set_impl('fused')
+    fused = mona(x, (5, 6))
+    mona.set_impl('plain')
+    torch.testing.assert_close(fused, mona(x, (5, 6)), atol=1e-5, rtol=1e-5)
 
 
 def test_mona_gradients_follow_the_parameter_layout():
@@ -52,6 +59,7 @@ def test_mona_gradients_follow_the_parameter_layout():
     nor one gradient tensor shared by two parameters (accumulating into
     one would add to the other)."""
     mona = MonaModule(32, bottleneck=16).train()
+    mona.set_impl('fused')
     mona(torch.randn(1, 64, 32, requires_grad=True), (8, 8)).square() \
         .mean().backward()
     mismatched = [n for n, p in mona.named_parameters()

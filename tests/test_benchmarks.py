@@ -163,8 +163,8 @@ def test_mask_parity_check_catches_masks_drawn_otherwise(monkeypatch):
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
     import mask_parity
-    from mmadapter.adapters import lean_ops, mona
-    draw = lean_ops.dropout_mask
+    from mmadapter.ops import bottleneck, dropout as dropout_ops, mona
+    draw = dropout_ops.dropout_mask
 
     def shifted(shape, p, training, device, dtype=torch.float32):
         torch.rand(1)  # one draw first: other masks, same distribution
@@ -175,7 +175,7 @@ def test_mask_parity_check_catches_masks_drawn_otherwise(monkeypatch):
     assert max(mask_parity.module_parity(cpu, None).values()) < 1e-4
     monkeypatch.setattr(mask_parity, 'dropout_mask', shifted)
     monkeypatch.setattr(mona, 'dropout_mask', shifted)
-    monkeypatch.setattr(lean_ops, 'dropout_mask', shifted)
+    monkeypatch.setattr(bottleneck, 'dropout_mask', shifted)
     assert not mask_parity.masks_match((2, 48, 16), 0.1, torch.float32,
                                        cpu)
     parity = mask_parity.module_parity(cpu, None)
@@ -339,15 +339,15 @@ def test_optimizer_step_compares_the_same_update(tmp_path):
 def test_mask_draw_compares_the_two_draws_step_for_step():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import mask_draw
-    from mmadapter.adapters import lean_ops
-    if not lean_ops._bernoulli_is_serial():
+    from mmadapter.ops import dropout as dropout_ops
+    if not dropout_ops._bernoulli_is_serial():
         pytest.skip('this PyTorch/CPU draws bernoulli_ with MKL')
     seen = []
     for words in (False, True):
         mask_draw.with_draw(
-            lambda: seen.append(lean_ops._bernoulli_is_serial()), words)()
+            lambda: seen.append(dropout_ops._bernoulli_is_serial()), words)()
     assert seen == [False, True]
-    assert lean_ops._bernoulli_is_serial()  # restored after each call
+    assert dropout_ops._bernoulli_is_serial()  # restored after each call
     per_million, rows = mask_draw.measure(32, 1)
     assert set(per_million) == {'bernoulli_', 'words'}
     assert set(rows) == set(mask_draw.METHODS)

@@ -1,12 +1,41 @@
-"""Mona's filter + down projection: same values and gradients as the plain
-expression, and nothing of width C kept for backward but the input."""
+"""Mona's filter + down projection on the fused path (mmadapter/ops/
+scaled_filter.py): the values and gradients of the plain expression, and
+nothing of width C kept for backward but the input."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mmadapter.adapters import MonaModule
-from mmadapter.adapters.scaled_filter import (FilteredProjection,
-                                              filtered_projection)
+from mmadapter.ops.scaled_filter import (FilterInputs,
+                                         filtered_projection_grads,
+                                         scaled_filter)
+
+
+class FilteredProjection(torch.autograd.Function):
+    """The fused pieces as one function: ``scaled_filter`` then the
+    projection forward, ``filtered_projection_grads`` backward."""
+
+    @staticmethod
+    def forward(ctx, x, norm_weight, norm_bias, gamma, gammax, weight, bias,
+                eps):
+        filtered = scaled_filter(x, norm_weight, norm_bias, gamma, gammax,
+                                 eps)
+        ctx.eps, ctx.filter_dtype = eps, filtered.dtype
+        ctx.save_for_backward(x, norm_weight, norm_bias, gamma, gammax,
+                              weight, bias)
+        return F.linear(filtered, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grads = filtered_projection_grads(
+            grad_out, FilterInputs(*ctx.saved_tensors),
+            FilterInputs(*ctx.needs_input_grad[:7]), ctx.filter_dtype,
+            ctx.eps)
+        return (*grads, None)
+
+
+def filtered_projection(*tensors):
+    return FilteredProjection.apply(*tensors)
 
 
 def plain(x, norm_weight, norm_bias, gamma, gammax, weight, bias, eps=1e-5):
@@ -27,10 +56,11 @@ def make_inputs(dtype=torch.float32, channels=12, out=5):
     ]
 
 
-def grads_of(fn, tensors, trainable):
+def grads_of(fn, tensors, trainable, autocast=None):
     tensors = [t.detach().clone().requires_grad_(i in trainable)
                for i, t in enumerate(tensors)]
-    out = fn(*tensors, 1e-5)
+    with torch.autocast('cpu', dtype=autocast, enabled=autocast is not None):
+        out = fn(*tensors, 1e-5)
     (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() \
         .backward()
     return out.detach(), [t.grad for t in tensors]
@@ -64,8 +94,9 @@ def test_matches_plain_autograd_under_cpu_autocast():
     tensors = make_inputs(channels=32, out=16)
     results = []
     for fn in (filtered_projection, plain):
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            results.append(grads_of(fn, tensors, set(range(7))))
+        # forward under autocast, backward outside it (as training runs)
+        results.append(grads_of(fn, tensors, set(range(7)),
+                                autocast=torch.bfloat16))
     (out, grads), (ref_out, ref_grads) = results
     assert out.dtype == ref_out.dtype == torch.bfloat16
     torch.testing.assert_close(out, ref_out)
@@ -89,12 +120,10 @@ def saved_tensor_shapes(module, x, hw_shape):
     return shapes
 
 
-@pytest.mark.parametrize('options', [
-    dict(fused=False),  # the filter through FilteredProjection
-    dict(keep_input=True),  # mona_function, keeping its input
-])
-def test_mona_keeps_no_full_width_tensor_but_its_input(options):
-    mona = MonaModule(32, bottleneck=8, **options).train()
+def test_fused_mona_keeps_no_full_width_tensor_but_its_input():
+    # (without keep_input it keeps its output instead: test_fused_ops.py)
+    mona = MonaModule(32, bottleneck=8, keep_input=True).train()
+    mona.set_impl('fused')
     x = torch.randn(1, 12, 32, requires_grad=True)
     shapes = saved_tensor_shapes(mona, x, (3, 4))
     assert shapes, 'the bottleneck activations are kept'

@@ -4,7 +4,8 @@ from typing import Dict
 
 from mmadapter.registry import ADAPTERS
 from .base import (AdapterConfigError, AdapterModule, AdapterSpec,
-                   build_activation, check_choice, check_float, check_int)
+                   build_activation, check_choice, check_float, check_impl,
+                   check_int, with_impl)
 from .bottleneck import BOTTLENECK_INITS, BottleneckAdapter
 
 
@@ -24,11 +25,13 @@ class AdaptFormer(AdapterSpec):
             the table runs started with a non-zero up projection), 'lora'
             (the original AdaptFormer: zero up projection, so the adapted
             model starts exactly at the base model) or 'houlsby'.
+        impl: 'auto' (default), 'plain', 'fused' or 'compiled': which path
+            runs (docs/fast_paths.md).
     """
 
     def __init__(self, bottleneck: int = 64, dropout: float = 0.1,
                  scale=0.1, activation: str = 'gelu',
-                 init: str = 'trunc_normal'):
+                 init: str = 'trunc_normal', impl: str = 'auto'):
         self.bottleneck = check_int('AdaptFormer', 'bottleneck', bottleneck)
         self.dropout = check_float('AdaptFormer', 'dropout', dropout, 0.0,
                                    1.0, high_inclusive=False)
@@ -44,13 +47,14 @@ class AdaptFormer(AdapterSpec):
         self.activation = activation
         self.init = check_choice('AdaptFormer', 'init', init,
                                  BOTTLENECK_INITS)
+        self.impl = check_impl('AdaptFormer', impl)
 
     def site_modules(self, embed_dims: int) -> Dict[str, AdapterModule]:
         learnable = self.scale == 'learnable'
-        return {
+        return with_impl(self.impl, {
             'ffn_parallel':
             BottleneckAdapter(embed_dims, self.bottleneck, self.activation,
                               self.dropout, skip=False,
                               scale=1.0 if learnable else self.scale,
                               learnable_scale=learnable, init=self.init)
-        }
+        })

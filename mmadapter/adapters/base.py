@@ -10,12 +10,17 @@ says which modules go where:
 
 The block code (:mod:`mmadapter.insertion`) is the only place that knows how
 a site is wired into the forward pass, for every method and every backbone.
+
+Every adapter module's ``forward`` reads as its method in stock PyTorch
+operations; the faster paths of :mod:`mmadapter.ops` sit beside it, chosen
+by the ``impl`` option (:class:`~mmadapter.ops.FastPaths`).
 """
 import inspect
 from typing import Dict, Optional, Tuple
 
 import torch.nn as nn
 
+from mmadapter.ops import IMPLS, FastPaths
 from mmadapter.registry import ADAPTERS
 
 #: Where an adapter can sit in a pre-norm transformer block.
@@ -35,7 +40,7 @@ class AdapterConfigError(ValueError):
     """An adapter or tuning config that cannot be built as written."""
 
 
-class AdapterModule(nn.Module):
+class AdapterModule(FastPaths, nn.Module):
     """Marks a module whose parameters belong to an adapter.
 
     The ``adapter`` tuning policy trains exactly the parameters of these
@@ -44,6 +49,7 @@ class AdapterModule(nn.Module):
     Subclasses take ``(x, hw_shape)`` in ``forward``: ``x`` is (B, N, C) and
     ``hw_shape`` the (H, W) of the patch grid. When N > H * W the first
     N - H * W tokens are non-patch tokens (class token, registers).
+    ``impl`` picks the path (:class:`~mmadapter.ops.FastPaths`).
     """
 
     def reset_parameters(self) -> None:
@@ -60,6 +66,8 @@ class AdapterSpec:
 
     #: Linear targets the method wraps (LoRA); empty for site-based methods.
     linear_targets: Tuple[str, ...] = ()
+    #: Which path the modules run ('auto', 'plain', 'fused', 'compiled').
+    impl: str = 'auto'
 
     def site_modules(self, embed_dims: int) -> Dict[str, AdapterModule]:
         """Modules for one block of width ``embed_dims``, keyed by site."""
@@ -145,6 +153,35 @@ def check_choice(method: str, name: str, value, choices) -> str:
         raise AdapterConfigError(
             f'{method}: {name} must be one of {list(choices)}, got {value!r}.')
     return value
+
+
+def check_impl(method: str, impl) -> str:
+    if impl not in IMPLS:
+        raise AdapterConfigError(
+            f'{method}: impl must be one of {list(IMPLS)}, got {impl!r}. '
+            "'auto' takes per device the path a recorded measurement shows "
+            "best; 'plain' the readable forward, 'fused' the hand-written "
+            "autograd functions, 'compiled' torch.compile of the readable "
+            'forward (docs/fast_paths.md).')
+    return impl
+
+
+def with_impl(impl: str, modules: Dict[str, AdapterModule]
+              ) -> Dict[str, AdapterModule]:
+    """``modules``, each set to run ``impl``."""
+    for module in modules.values():
+        module.set_impl(impl)
+    return modules
+
+
+def set_adapter_impl(model: nn.Module, impl: str) -> int:
+    """Set every adapter module and LoRA layer under ``model`` to run
+    ``impl``; returns how many were set."""
+    check_impl('set_adapter_impl', impl)
+    modules = [m for m in model.modules() if isinstance(m, FastPaths)]
+    for module in modules:
+        module.set_impl(impl)
+    return len(modules)
 
 
 def check_sites(method: str, sites) -> Tuple[str, ...]:

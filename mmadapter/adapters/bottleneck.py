@@ -1,13 +1,14 @@
 """The Linear -> activation -> dropout -> Linear bottleneck shared by the
-Houlsby adapter and AdaptFormer."""
+Houlsby adapter and AdaptFormer (fused path:
+:mod:`mmadapter.ops.bottleneck`)."""
 import math
 
 import torch
 import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 
+from mmadapter.ops.bottleneck import bottleneck_fused
 from .base import AdapterModule, build_activation
-from .lean_ops import act_dropout_linear
 
 #: How the two projections start:
 #: ``trunc_normal``: both trunc_normal(std=0.02), zero biases (the Mona code);
@@ -23,6 +24,8 @@ class BottleneckAdapter(AdapterModule):
     ``scale`` is a fixed number, or learnable (a scalar initialised to 1)
     when ``learnable_scale=True``.
     """
+
+    fused_forward = bottleneck_fused
 
     def __init__(self, embed_dims: int, bottleneck: int, activation: str,
                  dropout: float, skip: bool, scale: float = 1.0,
@@ -56,20 +59,9 @@ class BottleneckAdapter(AdapterModule):
             nn.init.ones_(self.scale)
 
     def forward(self, x: torch.Tensor, hw_shape=None) -> torch.Tensor:
-        # skip * x + scale * up_proj(dropout(act(h))), keeping h and a bool
-        # mask for backward (lean_ops)
-        h = self.down_proj(x)
-        if isinstance(self.scale, nn.Parameter):
-            out = act_dropout_linear(h, self.act, self.dropout,
-                                     self.up_proj.weight, self.up_proj.bias)
-            out = out * self.scale
-            return x + out if self.skip else out
-        return act_dropout_linear(h, self.act, self.dropout,
-                                  self.up_proj.weight, self.up_proj.bias,
-                                  self.scale, x if self.skip else None)
-
-    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The plain structure, module by module."""
+        fast = self.fast_path(x)  # impl (mmadapter.ops)
+        if fast is not None:
+            return fast(x, hw_shape)
         out = self.up_proj(self.dropout(self.act(self.down_proj(x))))
         out = out * self.scale
         return x + out if self.skip else out

@@ -1,17 +1,17 @@
 """LoRand (Yin et al., "1% VS 100%", CVPR 2023): a bottleneck adapter whose
 projections are sums of low-rank products ``A g B``, placed like the Houlsby
-adapter on the attention and MLP branch outputs."""
+adapter on the attention and MLP branch outputs (fused path:
+:mod:`mmadapter.ops.lorand`)."""
 import math
 from typing import Dict, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from mmadapter.ops.lorand import lorand_fused
 from mmadapter.registry import ADAPTERS
-from .base import (AdapterModule, AdapterSpec,
-                   build_activation, check_float, check_int, check_sites)
-from .lean_ops import ACTIVATION_GRADS, ProjectedActLinear
+from .base import (AdapterModule, AdapterSpec, build_activation, check_float,
+                   check_impl, check_int, check_sites, with_impl)
 
 
 class MultiBranchLowRank(nn.Module):
@@ -39,25 +39,21 @@ class MultiBranchLowRank(nn.Module):
 
     def factors(self):
         """``(M, N)`` with ``M @ N == weight()``: M = [A_1 g_1 | ... ] (in x
-        branches*rank), N = [B_1; ...] (branches*rank x out)."""
+        branches*rank), N = [B_1; ...] (branches*rank x out): the fused path
+        multiplies through these thin factors."""
         branches, _, rank = self.A.shape
         left = torch.bmm(self.A, self.g).transpose(0, 1).reshape(
             -1, branches * rank)
         return left, self.B.reshape(branches * rank, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # through the rank-(branches*rank) factors: on tokens that is
-        # (in + out) * branches * rank multiply-adds instead of in * out
-        left, right = self.factors()
-        return F.linear(x @ left, right.t(), self.bias)
-
-    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The plain structure: the summed matrix, then one matmul."""
         return x @ self.weight() + self.bias
 
 
 class LoRandAdapter(AdapterModule):
     """``x + up(act(down(x)))`` with multi-branch low-rank projections."""
+
+    fused_forward = lorand_fused
 
     def __init__(self, embed_dims: int, hidden_ratio: float, rank: int,
                  branches: int, activation: str):
@@ -72,28 +68,10 @@ class LoRandAdapter(AdapterModule):
         self.up_proj.reset_parameters()
 
     def forward(self, x: torch.Tensor, hw_shape=None) -> torch.Tensor:
-        down_left, down_right = self.down_proj.factors()
-        up_left, up_right = self.up_proj.factors()
-        u = x @ down_left  # (..., branches * rank)
-        if type(self.act) in ACTIVATION_GRADS and torch.is_grad_enabled():
-            # the C/2-wide hidden layer between the rank-wide factors is
-            # recomputed in backward from u, not kept (lean_ops)
-            v = ProjectedActLinear.apply(u, down_right.t(),
-                                         self.down_proj.bias, up_left.t(),
-                                         self.act)
-        else:
-            v = F.linear(self.act(F.linear(u, down_right.t(),
-                                           self.down_proj.bias)),
-                         up_left.t())
-        # out of place: F.linear's output of 3-d tokens is a view, and an
-        # in-place add on it would make autograd rebuild its base in
-        # backward (a zero-filled C-wide tensor and two copies, CopySlices)
-        return x + F.linear(v, up_right.t(), self.up_proj.bias)
-
-    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The plain structure (dense summed matrices)."""
-        return x + self.up_proj.reference_forward(
-            self.act(self.down_proj.reference_forward(x)))
+        fast = self.fast_path(x)  # impl (mmadapter.ops)
+        if fast is not None:
+            return fast(x, hw_shape)
+        return x + self.up_proj(self.act(self.down_proj(x)))
 
 
 @ADAPTERS.register_module()
@@ -106,11 +84,14 @@ class LoRand(AdapterSpec):
         branches: low-rank branches summed per projection (4).
         activation: 'gelu' (default), 'relu' or 'silu'.
         sites: ('attn_branch', 'ffn_branch') as in the paper.
+        impl: 'auto' (default), 'plain', 'fused' or 'compiled': which path
+            runs (docs/fast_paths.md).
     """
 
     def __init__(self, hidden_ratio: float = 0.5, rank: int = 8,
                  branches: int = 4, activation: str = 'gelu',
-                 sites: Sequence[str] = ('attn_branch', 'ffn_branch')):
+                 sites: Sequence[str] = ('attn_branch', 'ffn_branch'),
+                 impl: str = 'auto'):
         self.hidden_ratio = check_float('LoRand', 'hidden_ratio',
                                         hidden_ratio, 1e-3, 4.0)
         self.rank = check_int('LoRand', 'rank', rank)
@@ -118,10 +99,11 @@ class LoRand(AdapterSpec):
         build_activation('LoRand', activation)
         self.activation = activation
         self.sites = check_sites('LoRand', sites)
+        self.impl = check_impl('LoRand', impl)
 
     def site_modules(self, embed_dims: int) -> Dict[str, AdapterModule]:
-        return {
+        return with_impl(self.impl, {
             site: LoRandAdapter(embed_dims, self.hidden_ratio, self.rank,
                                 self.branches, self.activation)
             for site in self.sites
-        }
+        })

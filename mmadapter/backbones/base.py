@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
-from mmadapter.adapters.base import AdapterSpec, build_adapter
+from mmadapter.adapters.base import (AdapterSpec, build_adapter, check_impl,
+                                     set_adapter_impl)
 from mmadapter.insertion import (AdaptedBlockMixin, AdapterSet,
                                  AdapterSetError, adapter_parameter_names,
                                  build_block_adapters, install_block_adapters,
@@ -56,10 +57,15 @@ class AdapterBackboneMixin:
 
     adapted_block_cls: Type[AdaptedBlockMixin]
 
-    def setup_adapters(self, adapter, tuning, build_args=None) -> None:
+    def setup_adapters(self, adapter, tuning, build_args=None,
+                       adapter_impl=None) -> None:
         """Build the ``'default'`` set from ``adapter`` (if any) and apply
         ``tuning``. ``build_args``: the keyword arguments the backbone was
-        built with (its architecture, see :meth:`architecture`)."""
+        built with (its architecture, see :meth:`architecture`).
+        ``adapter_impl``: the path every adapter of every set runs, over
+        each set's own ``impl`` option (None: each set's own)."""
+        self.adapter_impl = None if adapter_impl is None else check_impl(
+            f'{type(self).__name__} adapter_impl', adapter_impl)
         spec = build_adapter(adapter)
         self.tuning = normalize_policy(tuning, spec is not None)
         self.build_args = dict(build_args or {})
@@ -206,6 +212,8 @@ class AdapterBackboneMixin:
         new = AdapterSet(name, spec, blocks)
         trains = self.tuning in ('adapter', 'full')
         reference = next(iter(self.parameters()))  # device and dtype
+        if self.adapter_impl is not None:
+            self._set_impl(new, self.adapter_impl)
         for module in new.owned_modules():
             module.requires_grad_(trains)
             module.to(device=reference.device, dtype=reference.dtype)
@@ -250,6 +258,21 @@ class AdapterBackboneMixin:
         self.adapter_spec = target.spec if target else None
         if self.tuning not in SHARING_POLICIES:  # a single set: exact policy
             self.apply_tuning()
+
+    def set_adapter_impl(self, impl: str) -> None:
+        """Run ``impl`` ('auto', 'plain', 'fused' or 'compiled') in every
+        adapter of every set, and of the sets added later."""
+        self.adapter_impl = check_impl(f'{type(self).__name__}.'
+                                       'set_adapter_impl', impl)
+        for adapter_set in self.adapter_sets.values():
+            self._set_impl(adapter_set, impl)
+
+    @staticmethod
+    def _set_impl(adapter_set: AdapterSet, impl: str) -> None:
+        for block in adapter_set.blocks.values():
+            set_adapter_impl(block.sites, impl)
+            for wrapper in block.linears.values():
+                set_adapter_impl(wrapper, impl)
 
     def delete_adapter_set(self, name: str) -> None:
         """Remove set ``name``; deleting the active one leaves no set

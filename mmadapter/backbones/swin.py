@@ -146,10 +146,11 @@ class AdapterSwinTransformer(AdapterBackboneMixin, SwinTransformer):
     adapted_block_cls = AdaptedSwinBlock
 
     def __init__(self, *args, adapter=None, tuning=None,
-                 load_final_norm=False, **kwargs):
+                 load_final_norm=False, adapter_impl=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.load_final_norm = load_final_norm
-        self.setup_adapters(adapter, tuning, build_args=kwargs)
+        self.setup_adapters(adapter, tuning, build_args=kwargs,
+                            adapter_impl=adapter_impl)
 
     def blocks(self):
         for i, stage in enumerate(self.stages):

@@ -151,6 +151,9 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
             without.
         with_cp (bool): gradient checkpointing of every encoder layer
             (adapted or stock). Default False.
+        adapter_impl (str | None): the path every adapter runs, 'auto',
+            'plain', 'fused' or 'compiled', over the adapter config's own
+            ``impl`` (docs/fast_paths.md). Default None: the adapter's own.
 
     For dense heads use ``out_type='featmap'``: one (B, C, H/16, W/16) map
     per index of ``out_indices``. Position embeddings are interpolated to
@@ -173,7 +176,7 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
     adapted_block_cls = AdaptedViTLayer
 
     def __init__(self, *args, adapter=None, tuning=None, with_cp=False,
-                 **kwargs):
+                 adapter_impl=None, **kwargs):
         super().__init__(*args, **kwargs)
         if adapter is not None and not all(
                 isinstance(layer.ffn, FFN) for layer in self.layers):
@@ -182,7 +185,8 @@ class AdapterViT(AdapterBackboneMixin, VisionTransformer):
                 "every layer; remove ffn_type='swiglu_fused' from layer_cfgs "
                 'or set adapter=None.')
         self.with_cp = with_cp
-        self.setup_adapters(adapter, tuning, build_args=kwargs)
+        self.setup_adapters(adapter, tuning, build_args=kwargs,
+                            adapter_impl=adapter_impl)
         self.patch_grid = self.patch_resolution
         self.patch_embed.register_forward_hook(self._record_patch_grid)
         for layer in self.layers:

@@ -1,30 +1,37 @@
-"""The adapters' lean autograd functions (mmadapter/adapters/lean_ops.py,
-mona_function.py, LoRA's and LoRand's forward): the values and gradients of the
-reference structures, dropout masks included, also in float64 (gradcheck) and
-under CPU bf16 autocast, with less kept for backward."""
+"""The fused paths (mmadapter/ops: the hand-written autograd functions of
+Mona, the bottleneck adapters, LoRA and LoRand): the values and gradients of
+the adapters' readable forwards (impl='plain'), dropout masks included, also
+in float64 (gradcheck) and under CPU bf16 autocast, with less kept for
+backward."""
+import contextlib
+
 import pytest
 import torch
 import torch.nn as nn
 
-from mmadapter.adapters import LoRALinear, MonaModule, build_adapter, lean_ops
-from mmadapter.adapters.lean_ops import (ActDropoutLinear,
-                                         ProjectedActLinear,
-                                         depthwise_weight_grad, dropout_mask,
-                                         dropout_multiplier, pack_mask,
-                                         unpack_mask)
-from mmadapter.adapters.lora import LoRALinearFunction
+from mmadapter.adapters import LoRALinear, MonaModule, build_adapter
 from mmadapter.adapters.lorand import LoRandAdapter
-from mmadapter.adapters.mona_function import MonaFunction
+from mmadapter.ops import dropout as dropout_ops
+from mmadapter.ops.bottleneck import ActDropoutLinear, Tail
+from mmadapter.ops.depthwise import depthwise_weight_grad
+from mmadapter.ops.dropout import (dropout_mask, dropout_multiplier,
+                                   pack_mask, unpack_mask)
+from mmadapter.ops.lora import LoRALinearFunction, LoRASlices
+from mmadapter.ops.lorand import ProjectedActLinear
+from mmadapter.ops.mona import MonaFunction, MonaSettings
 
 
-def run(fn, x, params, seed=1):
+def run(fn, x, params, seed=1, forward_context=contextlib.nullcontext):
     """Output, input gradient and parameter gradients of ``fn(x)`` under a
-    fixed seed (the same dropout masks for every structure)."""
+    fixed seed (the same dropout masks for every path). The forward runs
+    in ``forward_context`` (autocast), the backward outside it, as in
+    training."""
     torch.manual_seed(seed)
     x.grad = None
     for p in params:
         p.grad = None
-    out = fn(x)
+    with forward_context():
+        out = fn(x)
     (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() \
         .backward()
     return out.detach(), x.grad.clone(), [p.grad.clone() for p in params]
@@ -52,27 +59,33 @@ def perturbed(module):
     return module.train()
 
 
+def paths(module, *args):
+    """(fused, plain): ``module(x, *args)`` through either path."""
+
+    def through(impl):
+        def fn(x):
+            module.set_impl(impl)
+            return module(x, *args)
+        return fn
+
+    return through('fused'), through('plain')
+
+
 def mona_pair(extra=0, activation='gelu', hw=(3, 4), **options):
+    # plain: the official structure, three convs, nn.Dropout
     mona = perturbed(MonaModule(16, bottleneck=8, activation=activation,
                                 **options))
-
-    def lean(x):
-        mona.mona_op.fused = True
-        return mona(x, hw)
-
-    def reference(x):  # official structure: three convs, nn.Dropout
-        mona.mona_op.fused = False
-        return mona(x, hw)
-
-    return mona, lean, reference, torch.randn(2, hw[0] * hw[1] + extra, 16)
+    return (mona, *paths(mona, hw),
+            torch.randn(2, hw[0] * hw[1] + extra, 16))
 
 
-def bottleneck_pair(method):
-    module = perturbed(build_adapter(dict(type=method, bottleneck=8))
+def bottleneck_pair(method, **options):
+    module = perturbed(build_adapter(dict(type=method, bottleneck=8,
+                                          **options))
                        .site_modules(16)[{'Houlsby': 'attn_branch',
                                           'AdaptFormer': 'ffn_parallel'}
                                          [method]])
-    return module, module, module.reference_forward, torch.randn(2, 7, 16)
+    return module, *paths(module), torch.randn(2, 7, 16)
 
 
 def lora_pair(tokens=7, rank=4):
@@ -84,12 +97,12 @@ def lora_pair(tokens=7, rank=4):
     base.requires_grad_(False)
     lora = perturbed(LoRALinear(base, {'q': slice(0, 16),
                                        'v': slice(32, 48)}, rank, 2.0))
-    return lora, lora, lora.reference_forward, torch.randn(2, tokens, 16)
+    return lora, *paths(lora), torch.randn(2, tokens, 16)
 
 
 def lorand_pair():
     lorand = perturbed(LoRandAdapter(16, 0.5, 2, 3, 'gelu'))
-    return lorand, lorand, lorand.reference_forward, torch.randn(2, 7, 16)
+    return lorand, *paths(lorand), torch.randn(2, 7, 16)
 
 
 PAIRS = {
@@ -100,6 +113,8 @@ PAIRS = {
     'Mona, no scaled filter': lambda: mona_pair(scaled_norm=False),
     'Houlsby': lambda: bottleneck_pair('Houlsby'),
     'AdaptFormer': lambda: bottleneck_pair('AdaptFormer'),
+    'AdaptFormer, learnable scale':
+    lambda: bottleneck_pair('AdaptFormer', scale='learnable'),
     'LoRA': lora_pair,
     'LoRA, merged weight': lambda: lora_pair(tokens=20),
     'LoRA, merged weight, rank 2': lambda: lora_pair(tokens=20, rank=2),
@@ -108,7 +123,7 @@ PAIRS = {
 
 
 @pytest.mark.parametrize('name', list(PAIRS))
-def test_lean_forward_matches_reference_structure(name):
+def test_fused_path_matches_readable_forward(name):
     module, lean, reference, x = PAIRS[name]()
     params = [p for p in module.parameters() if p.requires_grad]
     x.requires_grad_()
@@ -116,14 +131,15 @@ def test_lean_forward_matches_reference_structure(name):
 
 
 @pytest.mark.parametrize('name', list(PAIRS))
-def test_lean_forward_matches_reference_under_cpu_autocast(name):
+def test_fused_path_matches_readable_forward_under_cpu_autocast(name):
     module, lean, reference, x = PAIRS[name]()
     params = [p for p in module.parameters() if p.requires_grad]
     x.requires_grad_()
     results = []
     for fn in (lean, reference):
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            results.append(run(fn, x, params))
+        # forward under autocast, backward outside it (as training runs)
+        results.append(run(fn, x, params, forward_context=lambda: torch
+                           .autocast('cpu', dtype=torch.bfloat16)))
     assert_same(*results, tol=dict(atol=2e-2, rtol=2e-2), atol_of_max=1e-2)
 
 
@@ -154,18 +170,18 @@ def test_mask_draw_detects_a_bernoulli_that_draws_otherwise(monkeypatch):
         torch.rand(3, generator=generator)  # another use of the stream
         return stock(self, p, generator=generator)
 
-    assert lean_ops._bernoulli_is_serial.__wrapped__() == \
-        lean_ops._bernoulli_is_serial()
+    assert dropout_ops._bernoulli_is_serial.__wrapped__() == \
+        dropout_ops._bernoulli_is_serial()
     monkeypatch.setattr(torch.Tensor, 'bernoulli_', other_bernoulli_)
-    assert not lean_ops._bernoulli_is_serial.__wrapped__()
-    monkeypatch.setattr(lean_ops, '_bernoulli_is_serial', lambda: False)
+    assert not dropout_ops._bernoulli_is_serial.__wrapped__()
+    monkeypatch.setattr(dropout_ops, '_bernoulli_is_serial', lambda: False)
     calls.clear()
     dropout_mask((4, 5), 0.1, True, 'cpu')
     assert calls == [0.9]
 
 
 def test_fast_mask_draw_is_used_where_it_matches(monkeypatch):
-    if not lean_ops._bernoulli_is_serial():
+    if not dropout_ops._bernoulli_is_serial():
         pytest.skip('this PyTorch/CPU draws bernoulli_ otherwise (MKL)')
 
     def no_bernoulli_(*args, **kwargs):
@@ -215,10 +231,9 @@ def test_masks_are_kept_as_bits_and_come_back_unchanged(shape):
 def test_masks_pack_to_the_same_bits_on_big_endian_hosts(monkeypatch):
     """The byte-order-free path (taken where an int64 is big-endian) gives
     the bits of the integer-product path."""
-    from mmadapter.adapters import lean_ops
     mask = torch.rand(3, 40, 8) < 0.3
     little = pack_mask(mask)
-    monkeypatch.setattr(lean_ops.sys, 'byteorder', 'big')
+    monkeypatch.setattr(dropout_ops.sys, 'byteorder', 'big')
     assert torch.equal(pack_mask(mask), little)
 
 
@@ -245,38 +260,39 @@ def test_gradcheck_float64():
     w = torch.randn(3, 4, **d, requires_grad=True)
     b = torch.randn(3, **d, requires_grad=True)
     mask = dropout_mask(h.shape, 0.3, True, h.device)
+    tail = Tail(nn.GELU(), 0.3)
     assert torch.autograd.gradcheck(
-        lambda h, w, b: ActDropoutLinear.apply(h, w, b, nn.GELU(), mask,
-                                               0.3), (h, w, b), **check)
+        lambda h, w, b: ActDropoutLinear.apply(tail, mask, h, w, b, None),
+        (h, w, b), **check)
     residual = torch.randn(2, 5, 3, **d, requires_grad=True)
+    scaled = Tail(nn.GELU(), 0.3, scale=0.1)
     assert torch.autograd.gradcheck(
-        lambda h, w, b, r: ActDropoutLinear.apply(h, w, b, nn.GELU(), mask,
-                                                  0.3, 0.1, r),
+        lambda h, w, b, r: ActDropoutLinear.apply(scaled, mask, h, w, b, r),
         (h, w, b, residual), **check)
     u, w_in, b_in, w_out = (torch.randn(*s, **d, requires_grad=True)
                             for s in ((2, 5, 3), (7, 3), (7, ), (3, 7)))
     assert torch.autograd.gradcheck(
-        lambda *ts: ProjectedActLinear.apply(*ts, nn.GELU()),
+        lambda *ts: ProjectedActLinear.apply(nn.GELU(), *ts),
         (u, w_in, b_in, w_out), **check)
     C, hidden, extra = 4, 3, 1
     x = torch.randn(2, extra + 6, C, **d, requires_grad=True)
-    # filter, down, 1x1 conv, up; then two depthwise convs (3x3 and 1x1:
-    # the mean of a kernel and a padded one)
+    # MonaParams (filter, down, 1x1 conv, up); then two depthwise convs
+    # (3x3 and 1x1: the mean of a kernel and a padded one)
     shapes = ((C, ), (C, ), (C, ), (C, ), (hidden, C), (hidden, ),
               (hidden, hidden, 1, 1), (hidden, ), (C, hidden), (C, ),
               (hidden, 1, 3, 3), (hidden, ), (hidden, 1, 1, 1), (hidden, ))
     weights = [torch.randn(*s, **d, requires_grad=True) for s in shapes]
-    identities = MonaModule(C, bottleneck=hidden, kernel_sizes=(3, 1)) \
-        .double().mona_op.function_inputs()[0]
     mask = dropout_mask((2, extra + 6, hidden), 0.3, True, x.device)
     for keep_input in (False, True):
+        settings = MonaSettings(nn.GELU(), 0.3, (2, 3), extra, 1e-5,
+                                keep_input, (3, 1))
         for scaled in (True, False):
             ws = weights if scaled else weights[4:]
             assert torch.autograd.gradcheck(
                 lambda x, *ws: MonaFunction.apply(
-                    x, *(ws[:4] if scaled else [None] * 4),
-                    *ws[-10:-4], nn.GELU(), mask, 0.3, (2, 3), extra, 1e-5,
-                    keep_input, identities, *ws[-4:]), (x, *ws), **check)
+                    settings, mask, x,
+                    *(ws[:4] if scaled else [None] * 4), *ws[-10:]),
+                (x, *ws), **check)
     # (tokens, inputs, rank): updates on the slices; merged weight, the
     # factors' gradients through the slices' weight gradients (inputs at
     # most 4 x rank); merged weight, through A x and B^T g
@@ -285,9 +301,9 @@ def test_gradcheck_float64():
                            for s in ((2, tokens, C), (3 * C, C), (3 * C, )))
         factors = [torch.randn(*s, **d, requires_grad=True)
                    for s in ((rank, C), (C, rank), (rank, C), (C, rank))]
+        lora = LoRASlices((slice(0, C), slice(2 * C, 3 * C)), 3.0)
         assert torch.autograd.gradcheck(
-            lambda x, w, b, *f: LoRALinearFunction.apply(
-                x, w, b, [slice(0, C), slice(2 * C, 3 * C)], 3.0, *f),
+            lambda x, w, b, *f: LoRALinearFunction.apply(lora, x, w, b, *f),
             (x, weight, bias, *factors), **check)
 
 
@@ -314,7 +330,7 @@ def saved_activations(fn, x, params):
 
 
 @pytest.mark.parametrize('name', ['Mona', 'Houlsby', 'LoRA'])
-def test_lean_forward_keeps_less_for_backward(name):
+def test_fused_path_keeps_less_for_backward(name):
     # (192 tokens for LoRA's 16 inputs: the merged-weight path)
     # enough tokens that no weight (a fused 7x7 kernel...) looks like one
     module, lean, reference, _ = PAIRS[name]() if name != 'Mona' \
@@ -343,6 +359,7 @@ def test_mona_keeps_no_copy_of_the_stream(keep_input):
     C-wide tensors kept for backward are the stream the LayerNorm keeps
     anyway, and with keep_input=True also the Mona's input."""
     mona = perturbed(MonaModule(16, bottleneck=8, keep_input=keep_input))
+    mona.set_impl('fused')
     norm = nn.LayerNorm(16)
     x = torch.randn(2, 96, 16, requires_grad=True)
     params = {p.data_ptr() for p in (*mona.parameters(), *norm.parameters())}
@@ -364,6 +381,7 @@ def test_mona_keeps_no_copy_of_the_stream(keep_input):
 
 def test_lorand_keeps_nothing_as_wide_as_its_hidden_layer():
     lorand = perturbed(LoRandAdapter(32, 0.5, 2, 3, 'gelu'))  # hidden 16
+    lorand.set_impl('fused')
     x = torch.randn(2, 40, 32, requires_grad=True)
     saved = saved_activations(lorand, x, list(lorand.parameters()))
     factor_width = 2 * 3
@@ -391,6 +409,7 @@ def test_no_adapter_makes_autograd_rebuild_a_view_base(name):
     tokens is one) makes backward rebuild the whole base: CopySlices, a
     zero-filled full-width tensor and two copies per adapter (LoRand's
     residual did)."""
-    module, lean, _, x = PAIRS[name]()
-    names = graph_node_names(lean(x.requires_grad_()))
-    assert 'CopySlices' not in names, sorted(names)
+    module, fused, plain, x = PAIRS[name]()
+    for fn in (fused, plain):
+        names = graph_node_names(fn(x.requires_grad_()))
+        assert 'CopySlices' not in names, sorted(names)
