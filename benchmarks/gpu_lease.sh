@@ -38,8 +38,10 @@
 #
 # --rehearse (tests/test_gpu_lease.py, on every CI run): the same stages on
 # the CPU of the current environment, nothing installed, small: stage 2
-# runs the ops that have CPU kernels, stage 4 the toy configs with two gloo
-# processes, stage 5 a tiny Swin (--quick).
+# runs the ops that have CPU kernels, stage 3 the fused paths (the compiled
+# ones take minutes to compile on a CPU: tests/test_impl.py covers them),
+# stage 4 the toy configs with two gloo processes, stage 5 a tiny Swin
+# (--quick) without the compiled path.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SELF=benchmarks/gpu_lease.sh
@@ -83,7 +85,7 @@ stage_ops() {
 
 stage_parity() {
   "$PY" benchmarks/impl_parity.py --device "$DEVICE" \
-    --out "$OUT/impl_parity.json" $QUICK
+    --out "$OUT/impl_parity.json" $PARITY_OPTIONS
 }
 
 # the three settings at once (one GPU holds all three), each launched as
@@ -128,7 +130,9 @@ stage_methods() {
   bench auto "$WORK/bench_auto" Full "$floor" Mona
   bench auto "$WORK/bench_others" Full "$floor" LoRA AdaptFormer Houlsby LoRand
   bench fused "$WORK/bench_fused" Full Mona
-  bench compiled "$WORK/bench_compiled" Full Mona
+  # (inductor takes minutes to compile C++ on a CPU: the rehearsal leaves
+  # the compiled path to tests/test_impl.py's CPU checks)
+  [ "$DEVICE" = cpu ] || bench compiled "$WORK/bench_compiled" Full Mona
 }
 
 # bench IMPL OUT_DIR METHOD... : one run_benchmarks.py run at the COCO
@@ -207,13 +211,13 @@ run_stage() {
 }
 
 if [ $REHEARSE = 1 ]; then
-  export DEVICE=cpu PROCS=2 QUICK=--quick REPEATS=1
+  export DEVICE=cpu PROCS=2 QUICK=--quick REPEATS=1 PARITY_OPTIONS='--paths fused'
   export TABLES="configs/toy/retinanet_swin_toy_voc.py configs/toy/cascade_swin_toy_coco.py configs/toy/upernet_swin_toy_ade20k.py"
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
   MACHINE="CPU rehearsal: $(uname -m), $(nproc) cores"
   write_summary
 else
-  export DEVICE=cuda PROCS=1 QUICK= REPEATS=${REPEATS:-5}
+  export DEVICE=cuda PROCS=1 QUICK= REPEATS=${REPEATS:-5} PARITY_OPTIONS=
   export TABLES="configs/mona/retinanet_swin_l_voc.py configs/mona/cascade_swin_b_coco.py configs/mona/upernet_swin_l_ade20k.py"
   MACHINE=$(nvidia-smi --query-gpu=name,memory.total,driver_version \
               --format=csv,noheader 2>/dev/null | head -1)

@@ -53,6 +53,7 @@ def test_the_lease_command_rehearses_every_stage_on_the_cpu(tmp_path):
     assert list(methods['auto']['train']) == ['Full', floor, 'Mona']
     assert list(methods['others']['train']) == [
         'Full', floor, 'LoRA', 'AdaptFormer', 'Houlsby', 'LoRand']
-    for impl in ('fused', 'compiled'):
-        assert list(methods[impl]['train']) == ['Full', 'Mona']
-    assert (out / 'RESULTS_coco.md').read_text().count('<!-- ') == 4
+    # (the compiled path is the GPU's; tests/test_impl.py checks it on CPU)
+    assert list(methods['fused']['train']) == ['Full', 'Mona']
+    assert 'compiled' not in methods
+    assert (out / 'RESULTS_coco.md').read_text().count('<!-- ') == 3
