@@ -4,8 +4,13 @@ import resource
 
 import torch
 
-from bench_models import (ARCHS, build_backbone, make_input, make_optimizer,
-                          train_step_fn)
+from bench_models import (
+    ARCHS,
+    build_backbone,
+    make_input,
+    make_optimizer,
+    train_step_fn,
+)
 from bench_timing import flush_denormals, sync
 
 

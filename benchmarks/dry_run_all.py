@@ -117,6 +117,9 @@ def write_table(results, machine, tag, args):
             f"{'yes' if r['finite_losses'] else 'NO'} | "
             f"{r['load_before']} | {r.get('commit', '')} |")
     done = sum('error' not in r for r in results)
+    header = ('| config | data | precision | s/iter | train CPU s | '
+              'train peak RSS (GiB) | test peak RSS (GiB) | '
+              'CUDA peak (MiB/GPU) | losses finite | load | code |')
     text = f"""# Real-size dry runs of the table configs ({tag})
 
 `python benchmarks/dry_run_all.py` on {machine}, torch {torch.__version__}:
@@ -136,7 +139,7 @@ check that tools/test.py evaluates). "code": the commit the run used
 ("+": with uncommitted changes; blank: recorded before the script noted it).
 One config at a time; {done} of {len(results)} finished.
 
-| config | data | precision | s/iter | train CPU s | train peak RSS (GiB) | test peak RSS (GiB) | CUDA peak (MiB/GPU) | losses finite | load | code |
+{header}
 |---|---|---|---|---|---|---|---|---|---|---|
 """ + '\n'.join(rows) + '\n'
     with open(osp.join(HERE, f'DRY_RUN_{tag}.md'), 'w') as f:

@@ -23,8 +23,9 @@ PACKAGES=(
   pycocotools shapely terminaltables
   # mmsegmentation
   prettytable wcwidth ftfy
-  # mmpretrain
-  mat4py modelindex ordered-set markdown
+  # mmpretrain (its `modelindex` requirement is an empty alias: the module
+  # comes from model-index; click is on the image)
+  mat4py model-index ordered-set markdown importlib-metadata
 )
 for package in "${PACKAGES[@]}"; do
   "$PY" -m pip download -q --disable-pip-version-check --no-deps \

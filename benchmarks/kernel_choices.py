@@ -28,9 +28,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from bench_process import run_timed  # noqa: E402
-from bench_timing import (flush_denormals, load_average,  # noqa: E402
-                          machine_name, round_robin_samples)
-
+from bench_timing import (  # noqa: E402
+    flush_denormals,
+    load_average,
+    machine_name,
+    round_robin_samples,
+)
 from mmadapter.ops import dropout as dropout_ops  # noqa: E402
 from mmadapter.ops.depthwise import depthwise_weight_grad  # noqa: E402
 
@@ -80,7 +83,8 @@ def mask_pairs(values):
     return {
         'mask words': (words_masked, words_in_range),
         'dropout multiplier': (
-            lambda: dropout_ops.dropout_multiplier(dropped, 0.1, torch.float32),
+            lambda: dropout_ops.dropout_multiplier(dropped, 0.1,
+                                                   torch.float32),
             lambda: torch.where(dropped, scale.new_zeros(()), scale)),
     }
 
@@ -139,7 +143,8 @@ def main():
         'channels; "other" folds the batch into the groups\' input channels '
         '(one conv, as the ops did before; at batch 1 both are the same '
         'conv)', '',
-        '| what | mmadapter.ops (ms) | other (ms) | difference (ms) | other is |',
+        '| what | mmadapter.ops (ms) | other (ms) | difference (ms) '
+        '| other is |',
         '|---|---|---|---|---|',
     ]
     others = {'mask words': 'random_(0, 2**53)',

@@ -19,9 +19,12 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from bench_models import build_train_steps  # noqa: E402
 from bench_process import run_timed  # noqa: E402
-from bench_timing import (flush_denormals, load_average,  # noqa: E402
-                          machine_name, round_robin_samples)
-
+from bench_timing import (  # noqa: E402
+    flush_denormals,
+    load_average,
+    machine_name,
+    round_robin_samples,
+)
 from mmadapter.ops import dropout as dropout_ops  # noqa: E402
 
 METHODS = ('Mona', 'Houlsby', 'AdaptFormer')

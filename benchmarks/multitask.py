@@ -117,10 +117,10 @@ def measure(mode: str, files: dict, image_size: int) -> dict:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     import mmdet.apis  # noqa: F401  (imports before the baseline)
     import mmseg.apis  # noqa: F401
+    from mmengine.config import Config
 
     from mmadapter.apis.multitask import MultiTaskModel
     from mmadapter.apis.toolboxes import toolbox_of
-    from mmengine.config import Config
     before = rss_mb()
     start = time.perf_counter()
     if mode == 'shared':

@@ -37,8 +37,7 @@ sys.path.insert(0, HERE)
 
 from bench_models import FLOOR, METHODS, build_train_steps  # noqa: E402
 from bench_process import heap_kind, run_timed  # noqa: E402
-from bench_timing import (flush_denormals, load_average,  # noqa: E402
-                          machine_name)
+from bench_timing import flush_denormals, load_average, machine_name  # noqa: E402
 
 
 def profile_step(step, device):

@@ -1,10 +1,11 @@
 """Speed and memory of the adapters, as ratios measured in one run.
 
     python benchmarks/run_benchmarks.py            # Swin-B, 512x512, batch 1
-    python benchmarks/run_benchmarks.py --quick    # tiny Swin (CI keeps it working)
+    python benchmarks/run_benchmarks.py --quick    # tiny Swin (CI runs it)
     python benchmarks/run_benchmarks.py --device cuda
-    python benchmarks/run_benchmarks.py --device cuda --setting coco  # real sizes
-    python benchmarks/run_benchmarks.py --device cuda --setting coco --impl compiled
+    python benchmarks/run_benchmarks.py --device cuda --setting coco
+    python benchmarks/run_benchmarks.py --device cuda --setting coco \\
+        --impl compiled
 
 ``--impl`` sets the path every adapter runs (``adapter_impl`` of the
 backbone; default ``auto``, see docs/fast_paths.md).
@@ -54,15 +55,23 @@ sys.path.insert(0, HERE)
 
 import mmadapter  # noqa: E402,F401
 from bench_memory import measure_peak_memory, memory_kind  # noqa: E402
-from bench_models import (ARCHS, METHODS, build_train_steps,  # noqa: E402
-                          count_step_flops, make_input)
-from bench_process import (LIVE_TENSORS_ENV, heap_kind,  # noqa: E402
-                           in_subprocess, run_timed)
+from bench_models import (  # noqa: E402
+    ARCHS,
+    METHODS,
+    build_train_steps,
+    count_step_flops,
+    make_input,
+)
+from bench_process import LIVE_TENSORS_ENV, heap_kind, in_subprocess, run_timed  # noqa: E402
 from bench_report import FLOOR, plot, write_index, write_results  # noqa: E402,E501
 from bench_stats import add_ratios  # noqa: E402
-from bench_timing import (flush_denormals, load_average,  # noqa: E402
-                          machine_name, round_robin_samples,
-                          round_robin_times)
+from bench_timing import (  # noqa: E402
+    flush_denormals,
+    load_average,
+    machine_name,
+    round_robin_samples,
+    round_robin_times,
+)
 from mmadapter.adapters import MonaModule  # noqa: E402
 from mmadapter.backbones import AdapterSwinTransformer  # noqa: E402
 from mmadapter.ops import IMPLS  # noqa: E402

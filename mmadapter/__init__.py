@@ -6,8 +6,15 @@ checkpoint loads stay weights-only (:mod:`mmadapter.safe_load`),
 and the dataset checks are switched on by tools/train.py, tools/test.py or
 ``DatasetCheckHook``, not by the import.
 """
-from . import (adapters, backbones, checkpoint, datasets,  # noqa: F401
-               engine, evaluation, models)
+from . import (  # noqa: F401
+               adapters,
+               backbones,
+               checkpoint,
+               datasets,
+               engine,
+               evaluation,
+               models,
+)
 from .adapters import build_adapter, known_adapters
 from .tuning import POLICIES
 from .version import __version__

@@ -23,8 +23,12 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 
-from mmadapter.adapters.base import (SITES, AdapterConfigError, AdapterModule,
-                                     AdapterSpec)
+from mmadapter.adapters.base import (
+    SITES,
+    AdapterConfigError,
+    AdapterModule,
+    AdapterSpec,
+)
 from mmadapter.adapters.lora import LoRALinear
 
 
@@ -60,7 +64,8 @@ class AdaptedBlockMixin:
     def adapted_forward(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
         sites: AdapterSites = self.adapters
         h = self.attention_branch(self.norm1(x), hw_shape)
-        x = x + self.attn_drop_path(sites.transform('attn_branch', h, hw_shape))
+        h = sites.transform('attn_branch', h, hw_shape)
+        x = x + self.attn_drop_path(h)
         x = sites.transform('post_attn', x, hw_shape)
         h = sites.transform('ffn_branch', self.ffn(self.norm2(x)), hw_shape)
         out = x + self.ffn_drop_path(h)

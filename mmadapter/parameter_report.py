@@ -27,7 +27,7 @@ class ParameterReport:
                 ('backbone (trainable)', f'{self.backbone_trainable:,}',
                  f'{self.backbone_trainable_percent:.2f}%'),
                 ('backbone (adapters)', f'{self.backbone_adapter:,}',
-                 f'{100.0 * self.backbone_adapter / max(self.backbone_total, 1):.2f}%')]
+                 f'{100.0 * self.backbone_adapter / max(self.backbone_total, 1):.2f}%')]  # noqa: E501
         for name, total, trainable in self.groups:
             rows.append((f'{name} (trainable / total)',
                          f'{trainable:,} / {total:,}', ''))

@@ -32,9 +32,12 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch.serialization import (add_safe_globals, clear_safe_globals,
-                                 get_safe_globals,
-                                 get_unsafe_globals_in_checkpoint)
+from torch.serialization import (
+    add_safe_globals,
+    clear_safe_globals,
+    get_safe_globals,
+    get_unsafe_globals_in_checkpoint,
+)
 
 #: Config key and command-line option that extend the allow-list.
 TRUST_KEY = 'trust_checkpoint_types'

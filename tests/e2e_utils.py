@@ -14,8 +14,11 @@ from typing import Dict, List, Optional
 import pytest
 from mmengine.config import Config
 
-from mmadapter.datasets.config_entries import (EVALUATORS, LOADERS,
-                                               config_datasets)
+from mmadapter.datasets.config_entries import (
+    EVALUATORS,
+    LOADERS,
+    config_datasets,
+)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')

@@ -3,7 +3,8 @@ module structure in docs/official_recipes.md (not by walking the built
 model)."""
 
 ARCHS = {
-    'swin-t': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    'swin-t': dict(embed_dims=96, depths=(2, 2, 6, 2),
+                   num_heads=(3, 6, 12, 24)),
     'swin-b': dict(embed_dims=128, depths=(2, 2, 18, 2),
                    num_heads=(4, 8, 16, 32)),
     'swin-l': dict(embed_dims=192, depths=(2, 2, 18, 2),

@@ -10,8 +10,15 @@ from mmadapter.backbones import AdapterSwinTransformer
 from mmadapter.checkpoint import save_adapter_checkpoint
 from mmadapter.insertion import AdapterSetError
 from mmadapter.safe_load import load_file
-from tiny_detectors import (LORA, MONA, build, config, retinanet_cfg,
-                            trained, write_base)
+from tiny_detectors import (
+    LORA,
+    MONA,
+    build,
+    config,
+    retinanet_cfg,
+    trained,
+    write_base,
+)
 
 
 @pytest.fixture(scope='module')

@@ -14,12 +14,22 @@ from conftest import TINY_SWIN
 from e2e_utils import script_module
 from mmadapter.apis.adapter_sets import load_adapter_set, read_task_checkpoint
 from mmadapter.backbones import AdapterSwinTransformer
-from mmadapter.checkpoint import (AdapterCheckpointError, file_sha256,
-                                  load_adapter_checkpoint,
-                                  save_adapter_checkpoint)
+from mmadapter.checkpoint import (
+    AdapterCheckpointError,
+    file_sha256,
+    load_adapter_checkpoint,
+    save_adapter_checkpoint,
+)
 from mmadapter.checkpoint.adapter_set_files import adapter_set_checkpoint
-from tiny_detectors import (MONA, assert_same_outputs, build, config,
-                            retinanet_cfg, trained, write_base)
+from tiny_detectors import (
+    MONA,
+    assert_same_outputs,
+    build,
+    config,
+    retinanet_cfg,
+    trained,
+    write_base,
+)
 
 
 @pytest.fixture(scope='module')

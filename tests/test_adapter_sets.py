@@ -7,8 +7,14 @@ import copy
 import pytest
 import torch
 
-from conftest import (TINY_ADAPTERS, assert_outputs_equal, images,
-                      no_dropout, tiny_swin, tiny_vit)
+from conftest import (
+    TINY_ADAPTERS,
+    assert_outputs_equal,
+    images,
+    no_dropout,
+    tiny_swin,
+    tiny_vit,
+)
 from mmadapter.insertion import AdapterSetError
 
 BACKBONES = {'swin': tiny_swin, 'vit': tiny_vit}

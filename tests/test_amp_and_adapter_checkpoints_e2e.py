@@ -11,8 +11,15 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from e2e_utils import (data_root_options, last_checkpoint, logged_metrics,
-                       run_tool, short_schedule_options, toy_config, toy_data)
+from e2e_utils import (
+    data_root_options,
+    last_checkpoint,
+    logged_metrics,
+    run_tool,
+    short_schedule_options,
+    toy_config,
+    toy_data,
+)
 from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow

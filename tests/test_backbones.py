@@ -6,8 +6,16 @@ from typing import Callable, NamedTuple
 import pytest
 import torch
 
-from conftest import (TINY_ADAPTERS, assert_outputs_equal, images, no_dropout,
-                      stock_tiny_swin, stock_tiny_vit, tiny_swin, tiny_vit)
+from conftest import (
+    TINY_ADAPTERS,
+    assert_outputs_equal,
+    images,
+    no_dropout,
+    stock_tiny_swin,
+    stock_tiny_vit,
+    tiny_swin,
+    tiny_vit,
+)
 from mmadapter.backbones import AdaptedSwinBlock, AdaptedViTLayer
 
 

@@ -129,8 +129,13 @@ def test_operator_timer_lists_the_kernels_above_the_floor(tmp_path):
 def test_fp16_step_scales_the_loss_and_steps_the_optimizer():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
-    from bench_models import (ARCHS, build_backbone, make_optimizer,
-                              train_step_fn)
+
+    from bench_models import (
+        ARCHS,
+        build_backbone,
+        make_optimizer,
+        train_step_fn,
+    )
     model = build_backbone(ARCHS['Swin tiny test arch'](), 'Mona').train()
     optimizer = make_optimizer(model)
     before = [p.detach().clone() for p in optimizer.param_groups[0]['params']]
@@ -162,8 +167,10 @@ def test_mask_parity_check_passes_where_masks_are_nn_dropouts(tmp_path):
 def test_mask_parity_check_catches_masks_drawn_otherwise(monkeypatch):
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
+
     import mask_parity
-    from mmadapter.ops import bottleneck, dropout as dropout_ops, mona
+    from mmadapter.ops import bottleneck, mona
+    from mmadapter.ops import dropout as dropout_ops
     draw = dropout_ops.dropout_mask
 
     def shifted(shape, p, training, device, dtype=torch.float32):
@@ -185,6 +192,7 @@ def test_mask_parity_check_catches_masks_drawn_otherwise(monkeypatch):
 def test_compared_functions_are_timed_in_turn():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
+
     from bench_timing import round_robin_times
     calls = []
     times = round_robin_times({'a': lambda: calls.append('a'),
@@ -200,6 +208,7 @@ def test_each_timed_call_can_follow_an_untimed_one_of_its_own():
     cold from the other methods' steps)"""
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
+
     from bench_timing import round_robin_samples
     calls = []
     samples = round_robin_samples({'a': lambda: calls.append('a'),
@@ -256,6 +265,7 @@ def refill_freed_tensors(mib=64, steps=8):
     step's pattern), the torch threads and whether a subnormal float
     survives."""
     import torch
+
     from bench_timing import minor_page_faults
     for _ in range(steps):
         before = minor_page_faults()
@@ -272,6 +282,7 @@ def test_cpu_timing_processes_reuse_freed_memory_instead_of_faulting_it_in():
     again), with the parent's threads and subnormal flushing."""
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
+
     from bench_process import run_timed
     pages = 64 * 2 ** 20 // os.sysconf('SC_PAGE_SIZE')
     threads = torch.get_num_threads()
@@ -294,6 +305,7 @@ def test_cpu_timing_processes_reuse_freed_memory_instead_of_faulting_it_in():
 def test_cpu_measurements_flush_subnormals_unless_asked_not_to():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     import torch
+
     from bench_timing import flush_denormals
     tiny = 1e-40  # subnormal in float32
     try:
@@ -356,8 +368,9 @@ def test_mask_draw_compares_the_two_draws_step_for_step():
 
 def test_kernel_choices_compare_equal_results():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
-    import kernel_choices
     import torch
+
+    import kernel_choices
     rows = kernel_choices.measure(grids=(8, ), batches=(1, 2), values=4096,
                                   repeats=1)
     assert set(rows) == {'8x8, batch 1', '8x8, batch 2', 'mask words',

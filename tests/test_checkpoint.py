@@ -11,15 +11,28 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from mmadapter.checkpoint import (ADAPTER_META_KEY, AdapterCheckpointError,
-                                  BaseCheckpointWarning, adapter_state_keys,
-                                  fold_lora, load_adapter_checkpoint,
-                                  save_adapter_checkpoint)
-from mmadapter.backbones.pretrained import CheckpointMismatchError
-from mmadapter.safe_load import load_file
 from conftest import TINY_SWIN
-from tiny_detectors import (LORA, MONA, assert_same_outputs, build, config,
-                            retinanet_cfg, trained, write_base)
+from mmadapter.backbones.pretrained import CheckpointMismatchError
+from mmadapter.checkpoint import (
+    ADAPTER_META_KEY,
+    AdapterCheckpointError,
+    BaseCheckpointWarning,
+    adapter_state_keys,
+    fold_lora,
+    load_adapter_checkpoint,
+    save_adapter_checkpoint,
+)
+from mmadapter.safe_load import load_file
+from tiny_detectors import (
+    LORA,
+    MONA,
+    assert_same_outputs,
+    build,
+    config,
+    retinanet_cfg,
+    trained,
+    write_base,
+)
 
 
 @pytest.fixture

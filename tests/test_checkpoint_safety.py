@@ -16,11 +16,14 @@ import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from e2e_utils import REPO, script_module, tool_env
-from mmadapter.checkpoint import (ALLOWED_TYPES, UnsafeCheckpointError,
-                                  checkpoint_safety, load_file,
-                                  read_checkpoint_file)
-from mmadapter.checkpoint.config_text import (ConfigTextError,
-                                              config_from_text)
+from mmadapter.checkpoint import (
+    ALLOWED_TYPES,
+    UnsafeCheckpointError,
+    checkpoint_safety,
+    load_file,
+    read_checkpoint_file,
+)
+from mmadapter.checkpoint.config_text import ConfigTextError, config_from_text
 
 CONVERTERS = sorted(
     f for f in os.listdir(osp.join(REPO, 'tools', 'model_converters'))
@@ -57,7 +60,7 @@ def assert_refused(message, hostile):
     assert not hostile['marker'].exists()
 
 
-# --------------------------------------------------------- import changes nothing
+# --- import changes nothing
 def test_importing_mmadapter_changes_nothing_in_the_host_process():
     # torch adds safe globals of its own as its modules are imported
     # (DTensor with torch.distributed.tensor): import the stack first
@@ -81,7 +84,7 @@ def test_importing_mmadapter_changes_nothing_in_the_host_process():
     assert out.stdout.strip().splitlines()[-1] == '[]'
 
 
-# ------------------------------------------------------------ the allow-list
+# --- the allow-list
 def mmengine_run_checkpoint(work_dir) -> str:
     """A checkpoint as mmengine's Runner and CheckpointHook write it, with
     mmadapter's RandomStateHook (numpy random state) on."""
@@ -209,10 +212,11 @@ def test_every_tool_takes_the_opt_in():
         assert 'with script_loads(args.trust_checkpoint_types)' in text, name
 
 
-# ------------------------------------------------- the hostile file, every entry
+# --- the hostile file, every entry
 def test_mmengine_loader_after_import(hostile):
-    import mmadapter  # noqa: F401
     from mmengine.runner import load_checkpoint
+
+    import mmadapter  # noqa: F401
     with pytest.raises(pickle.UnpicklingError):
         CheckpointLoader.load_checkpoint(hostile['path'])
     with pytest.raises(pickle.UnpicklingError):
@@ -265,9 +269,12 @@ def test_multitask_base_and_task_files(hostile, task_file):
 
 
 def test_adapter_set_loaders(hostile):
-    from mmadapter.apis.adapter_sets import load_adapter_set, read_task_checkpoint
-    from mmadapter.checkpoint import load_adapter_checkpoint
     from conftest import tiny_swin
+    from mmadapter.apis.adapter_sets import (
+        load_adapter_set,
+        read_task_checkpoint,
+    )
+    from mmadapter.checkpoint import load_adapter_checkpoint
     backbone = tiny_swin(adapter=dict(type='Mona', bottleneck=8))
     for call in (lambda: read_task_checkpoint(hostile['path']),
                  lambda: load_adapter_set(backbone, 'x', hostile['path']),
@@ -277,14 +284,14 @@ def test_adapter_set_loaders(hostile):
         assert_refused(str(error.value), hostile)
 
 
-# --------------------------------------------- recorded config text is data
+# --- recorded config text is data
 def test_recorded_config_is_read_as_data_never_run(tmp_path):
     marker = tmp_path / 'config_ran'
     plain = "model = dict(type='RetinaNet', num=-1, sizes=(1, 2))\nx = [None]"
     assert config_from_text(plain).model.sizes == (1, 2)
-    for text in (f"import os\nmodel = dict()",
+    for text in ("import os\nmodel = dict()",
                  f"model = dict(x=open({str(marker)!r}, 'w'))",
-                 f"model = dict(**{{'a': 1}})"):
+                 "model = dict(**{'a': 1})"):
         with pytest.raises(ConfigTextError, match='never run'):
             config_from_text(text)
     assert not marker.exists()
@@ -317,7 +324,7 @@ def test_checkpoint_with_a_hostile_config_text(tmp_path):
     json.dumps(checkpoint['meta'])  # (plain data throughout)
 
 
-# ------------------------------------------------ tools/train.py, tools/test.py
+# --- tools/train.py, tools/test.py
 TOY_VOC = osp.join(REPO, 'configs', 'toy', 'retinanet_swin_toy_voc.py')
 
 

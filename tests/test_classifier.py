@@ -6,11 +6,20 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 
-from conftest import (PAPER_METHODS, TINY_ADAPTERS, TINY_SWIN, TINY_VIT,
-                      images, tiny_swin)
+from conftest import (
+    PAPER_METHODS,
+    TINY_ADAPTERS,
+    TINY_SWIN,
+    TINY_VIT,
+    images,
+    tiny_swin,
+)
+from mmadapter.checkpoint import (
+    adapter_state_keys,
+    load_adapter_checkpoint,
+    save_adapter_checkpoint,
+)
 from mmadapter.parameter_report import parameter_report
-from mmadapter.checkpoint import (adapter_state_keys, load_adapter_checkpoint,
-                                  save_adapter_checkpoint)
 from mmadapter.safe_load import load_file
 from tiny_detectors import write_base
 

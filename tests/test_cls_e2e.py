@@ -8,11 +8,18 @@ import pickle
 
 import pytest
 
-from e2e_utils import (data_root_options, last_checkpoint, logged_metrics,
-                       run_tool, short_schedule_options, toy_config, toy_data,
-                       validation_metrics)
-from tiny_detectors import write_base
+from e2e_utils import (
+    data_root_options,
+    last_checkpoint,
+    logged_metrics,
+    run_tool,
+    short_schedule_options,
+    toy_config,
+    toy_data,
+    validation_metrics,
+)
 from mmadapter.safe_load import load_file
+from tiny_detectors import write_base
 
 pytestmark = pytest.mark.slow
 ITERS = 3

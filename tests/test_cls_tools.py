@@ -8,10 +8,10 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from e2e_utils import REPO, data_root_options, run_tool, toy_data
+from e2e_utils import REPO, run_tool, toy_data
+from mmadapter.apis.toolboxes import enable_tta, toolbox_of
 from mmadapter.cli import commands as cli
 from mmadapter.datasets.paths import DatasetNotFoundError
-from mmadapter.apis.toolboxes import enable_tta, toolbox_of
 from swin_counts import ARCHS, expected_trainable
 
 CONFIGS = {name: osp.join(REPO, 'configs', 'mona', f'swin_l_{name}.py')

@@ -12,15 +12,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import ConfigDict
 
+from conftest import TINY_SWIN
 from mmadapter.adapters import MonaModule
 from mmadapter.backbones.swin import rename_official_mona_key
-from mmadapter.checkpoint import (ADAPTER_META_KEY, AdapterCheckpointError,
-                                  save_adapter_checkpoint)
+from mmadapter.checkpoint import (
+    ADAPTER_META_KEY,
+    AdapterCheckpointError,
+    save_adapter_checkpoint,
+)
 from mmadapter.safe_load import load_file
-from conftest import TINY_SWIN
 from test_pretrained import to_official_swin, trained_stock
-from tiny_detectors import (LORA, assert_same_outputs, build, config,
-                            retinanet_cfg, trained, write_base, write_config)
+from tiny_detectors import (
+    LORA,
+    assert_same_outputs,
+    build,
+    config,
+    retinanet_cfg,
+    trained,
+    write_base,
+    write_config,
+)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -268,8 +279,8 @@ def test_extract_adapter_refuses_a_base_that_does_not_reproduce(
 # -- LoRA ---------------------------------------------------------------------
 def test_merge_lora_writes_a_stock_swin_checkpoint(tmp_path, monkeypatch,
                                                    base):
-    from mmengine.config import Config
     from mmdet.models.backbones import SwinTransformer
+    from mmengine.config import Config
     cfg = retinanet_cfg(base, adapter=LORA)
     model = trained(cfg)
     save_adapter_checkpoint(model, str(tmp_path / 'lora.pth'),

@@ -8,8 +8,9 @@ import torch
 from mmcv.ops import RoIAlign, batched_nms, nms
 
 from mmadapter.engine.amp import CPUAmpOptimWrapper
-from mmadapter.engine.cpu_autocast_ops import \
-    run_mmcv_ops_in_float32_under_cpu_autocast
+from mmadapter.engine.cpu_autocast_ops import (
+    run_mmcv_ops_in_float32_under_cpu_autocast,
+)
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from e2e_utils import REPO
-
 from mmadapter.cli import cuda_env
 
 CUDA_ENV = osp.join(REPO, 'mmadapter', 'cli', 'cuda_env.py')

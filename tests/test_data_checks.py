@@ -10,20 +10,24 @@ import shutil
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from e2e_utils import REPO, data_root_options, toy_config, toy_data
-from mmadapter.checkpoint.checks import (CheckpointFileError,
-                                         check_checkpoint_file,
-                                         check_run_checkpoint)
+from mmadapter.checkpoint.checks import (
+    CheckpointFileError,
+    check_checkpoint_file,
+    check_run_checkpoint,
+)
 from mmadapter.cli import commands as cli
 from mmadapter.cli.config_checks import UnknownConfigKeyWarning
-from mmadapter.engine.dataset_check_hook import DatasetCheckHook
-from mmadapter.datasets.checks import (SKIP_ENV, BadImageError,
-                                             EmptyDatasetError,
-                                             MissingImagesError)
 from mmadapter.cli.runner_setup import load_config
+from mmadapter.datasets.checks import (
+    SKIP_ENV,
+    BadImageError,
+    EmptyDatasetError,
+    MissingImagesError,
+)
+from mmadapter.engine.dataset_check_hook import DatasetCheckHook
 
 VOC_CONFIG = osp.join(REPO, 'configs', 'mona', 'retinanet_swin_l_voc.py')
 
@@ -207,7 +211,7 @@ def test_checkpoint_files_are_recognised(bad_checkpoints):
     check_checkpoint_file(bad_checkpoints['good'], 'load_from')
     for name, pattern in [
             ('truncated', r'truncated \(3000 bytes; the end of the '
-             'archive is missing\): an interrupted save'),
+             r'archive is missing\): an interrupted save'),
             ('html', "not a PyTorch checkpoint \\(it starts with '<html>"),
             ('empty', r'the file is empty \(0 bytes\)')]:
         with pytest.raises(CheckpointFileError, match=pattern):
@@ -270,8 +274,7 @@ def test_bad_checkpoint_given_to_test(bad_checkpoints, voc_options,
 
 def test_adapter_checkpoint_on_another_base_or_method(tmp_path):
     from mmadapter.checkpoint import save_adapter_checkpoint
-    from tiny_detectors import (LORA, config, retinanet_cfg, trained,
-                                write_base)
+    from tiny_detectors import LORA, config, retinanet_cfg, trained, write_base
     base = write_base(tmp_path / 'base.pth')
     model_cfg = retinanet_cfg(base)
     path = str(tmp_path / 'adapters.pth')

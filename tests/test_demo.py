@@ -21,7 +21,8 @@ def only_python3_on_path(bin_dir) -> str:
     """A PATH with this interpreter as ``python3`` and no ``python`` (as on
     a stock Debian machine): the scripts must not call a bare python."""
     python3_shim(bin_dir)
-    return os.pathsep.join([str(bin_dir), '/usr/local/bin', '/usr/bin', '/bin'])
+    return os.pathsep.join(
+        [str(bin_dir), '/usr/local/bin', '/usr/bin', '/bin'])
 
 
 def test_demo_trains_mona_well_above_the_untrained_baseline(tmp_path):

@@ -7,8 +7,14 @@ import sys
 
 import pytest
 
-from e2e_utils import (data_root_options, free_port, run_tool, tool_env,
-                       toy_config, toy_data)
+from e2e_utils import (
+    data_root_options,
+    free_port,
+    run_tool,
+    tool_env,
+    toy_config,
+    toy_data,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,19 @@ import os.path as osp
 import pytest
 import torch
 
-from e2e_utils import (REPO, data_root_options, free_port, last_checkpoint,
-                       logged_metrics, run_tool, short_schedule_options,
-                       tool_env, toy_config, toy_data, validation_metrics)
+from e2e_utils import (
+    REPO,
+    data_root_options,
+    free_port,
+    last_checkpoint,
+    logged_metrics,
+    run_tool,
+    short_schedule_options,
+    tool_env,
+    toy_config,
+    toy_data,
+    validation_metrics,
+)
 from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow

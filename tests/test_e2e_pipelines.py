@@ -3,9 +3,16 @@ generate a tiny dataset, train the toy config (Mona) a few iterations,
 save a checkpoint, test it with tools/test.py and read the real metrics."""
 import pytest
 
-from e2e_utils import (data_root_options, last_checkpoint, logged_metrics,
-                       run_tool, short_schedule_options, toy_config, toy_data,
-                       validation_metrics)
+from e2e_utils import (
+    data_root_options,
+    last_checkpoint,
+    logged_metrics,
+    run_tool,
+    short_schedule_options,
+    toy_config,
+    toy_data,
+    validation_metrics,
+)
 from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,15 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from e2e_utils import (REPO, data_root_options, last_checkpoint, run_tool,
-                       tool_env, toy_config, toy_data)
+from e2e_utils import (
+    REPO,
+    data_root_options,
+    last_checkpoint,
+    run_tool,
+    tool_env,
+    toy_config,
+    toy_data,
+)
 from mmadapter.safe_load import load_file
 
 pytestmark = pytest.mark.slow

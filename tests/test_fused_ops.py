@@ -14,8 +14,12 @@ from mmadapter.adapters.lorand import LoRandAdapter
 from mmadapter.ops import dropout as dropout_ops
 from mmadapter.ops.bottleneck import ActDropoutLinear, Tail
 from mmadapter.ops.depthwise import depthwise_weight_grad
-from mmadapter.ops.dropout import (dropout_mask, dropout_multiplier,
-                                   pack_mask, unpack_mask)
+from mmadapter.ops.dropout import (
+    dropout_mask,
+    dropout_multiplier,
+    pack_mask,
+    unpack_mask,
+)
 from mmadapter.ops.lora import LoRALinearFunction, LoRASlices
 from mmadapter.ops.lorand import ProjectedActLinear
 from mmadapter.ops.mona import MonaFunction, MonaSettings

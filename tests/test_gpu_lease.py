@@ -16,7 +16,7 @@ def test_the_lease_command_rehearses_every_stage_on_the_cpu(tmp_path):
     out = tmp_path / 'out'
     proc = subprocess.run(
         ['bash', 'benchmarks/gpu_lease.sh', '--rehearse'], cwd=REPO,
-        capture_output=True, text=True, timeout=1500,
+        capture_output=True, text=True, timeout=2400,
         env={**os.environ, 'OUT': str(out), 'PYTHON': sys.executable,
              'LEASE_WORK': str(tmp_path / 'work')})
     log = (out / 'lease.log').read_text() if (out / 'lease.log').exists() \

@@ -6,11 +6,14 @@ import os.path as osp
 import pytest
 import torch
 
-from mmadapter.adapters import (AdapterConfigError, LoRALinear, MonaModule,
-                                build_adapter)
-from mmadapter.ops import AUTO, FastPaths, resolve_impl, select
-
 from conftest import tiny_swin
+from mmadapter.adapters import (
+    AdapterConfigError,
+    LoRALinear,
+    MonaModule,
+    build_adapter,
+)
+from mmadapter.ops import AUTO, FastPaths, resolve_impl, select
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 METHODS = {

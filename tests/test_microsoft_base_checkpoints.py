@@ -7,16 +7,21 @@ import re
 import pytest
 import torch
 
-from mmadapter.apis.adapter_sets import (AdapterSetError, load_adapter_set,
-                                    read_task_checkpoint)
-from mmadapter.checkpoint import (ADAPTER_META_KEY, load_adapter_checkpoint,
-                                  save_adapter_checkpoint)
+from mmadapter.apis.adapter_sets import (
+    AdapterSetError,
+    load_adapter_set,
+    read_task_checkpoint,
+)
 from mmadapter.backbones.pretrained import CheckpointMismatchError
+from mmadapter.checkpoint import (
+    ADAPTER_META_KEY,
+    load_adapter_checkpoint,
+    save_adapter_checkpoint,
+)
 from mmadapter.safe_load import load_file
 from test_checkpoint import make_runner, register_toys, runner_cfg
 from test_pretrained import to_official_swin, trained_stock
 from tiny_detectors import build, retinanet_cfg, trained
-
 
 
 def stage_norms(model):

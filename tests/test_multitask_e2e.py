@@ -10,10 +10,16 @@ import mmcv
 import pytest
 import torch
 
-from e2e_utils import (data_root_options, last_checkpoint, run_tool,
-                       short_schedule_options, toy_config, toy_data)
-from mmadapter.backbones import AdapterSwinTransformer
+from e2e_utils import (
+    data_root_options,
+    last_checkpoint,
+    run_tool,
+    short_schedule_options,
+    toy_config,
+    toy_data,
+)
 from mmadapter.apis.multitask import MultiTaskModel, init_task_model
+from mmadapter.backbones import AdapterSwinTransformer
 from mmadapter.insertion import AdapterSetError
 from tiny_detectors import write_base
 

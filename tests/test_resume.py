@@ -10,8 +10,11 @@ from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader, Dataset
 
 from mmadapter.engine import RandomStateHook
-from mmadapter.engine.resume import (SkipAheadIterator, random_states,
-                                     set_random_states)
+from mmadapter.engine.resume import (
+    SkipAheadIterator,
+    random_states,
+    set_random_states,
+)
 
 
 class RandomlyAugmented(Dataset):

@@ -10,13 +10,21 @@ import os.path as osp
 import pytest
 import torch
 
-from e2e_utils import (REPO, data_root_options, last_checkpoint, run_tool,
-                       short_schedule_options, toy_data)
+from e2e_utils import (
+    REPO,
+    data_root_options,
+    last_checkpoint,
+    run_tool,
+    short_schedule_options,
+    toy_data,
+)
 from mmadapter.checkpoint import ALLOWED_TYPES, load_file
-from mmadapter.checkpoint.model_record import (MODEL_RECORD_KEY,
-                                               ModelConfigMismatchError,
-                                               model_record)
 from mmadapter.checkpoint.checks import check_run_checkpoint
+from mmadapter.checkpoint.model_record import (
+    MODEL_RECORD_KEY,
+    ModelConfigMismatchError,
+    model_record,
+)
 from mmadapter.cli import commands as cli
 from mmadapter.cli.input_checks import latest_checkpoint
 from mmadapter.cli.runner_setup import default_work_dir, load_config

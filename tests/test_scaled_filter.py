@@ -6,9 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from mmadapter.adapters import MonaModule
-from mmadapter.ops.scaled_filter import (FilterInputs,
-                                         filtered_projection_grads,
-                                         scaled_filter)
+from mmadapter.ops.scaled_filter import (
+    FilterInputs,
+    filtered_projection_grads,
+    scaled_filter,
+)
 
 
 class FilteredProjection(torch.autograd.Function):

@@ -72,7 +72,8 @@ def resolve_python(repo, path, **env):
     """$PYTHON after sourcing ``repo``/tools/_python.sh with this PATH."""
     env = dict(PATH=path, **env)
     proc = subprocess.run(
-        ['/bin/bash', '-c', f'source {repo}/tools/_python.sh && echo "$PYTHON"'],
+        ['/bin/bash', '-c',
+         f'source {repo}/tools/_python.sh && echo "$PYTHON"'],
         env=env, capture_output=True, text=True)
     return proc.returncode, proc.stdout.strip(), proc.stderr
 

@@ -3,8 +3,7 @@ grid inside it (what both backbones share: tests/test_backbones.py)."""
 import pytest
 import torch
 
-from conftest import (assert_outputs_equal, images, stock_tiny_swin,
-                      tiny_swin)
+from conftest import assert_outputs_equal, images, stock_tiny_swin, tiny_swin
 from mmadapter.adapters import MonaModule
 
 

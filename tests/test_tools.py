@@ -11,16 +11,22 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 
 from e2e_utils import REPO, data_root_options, free_port, run_tool, toy_data
+from mmadapter.apis.toolboxes import (
+    UnsupportedToolboxError,
+    enable_tta,
+    toolbox_of,
+)
 from mmadapter.cli import commands as cli
+from mmadapter.cli.runner_setup import load_config
 from mmadapter.datasets.config_entries import leaf_datasets
 from mmadapter.datasets.paths import DatasetNotFoundError, check_dataset_paths
 from mmadapter.engine import amp
 from mmadapter.engine.amp import CPUAmpOptimWrapper
-from mmadapter.engine.dist import (CPUDistributedDataParallel, launcher_env,
-                                   setup_cpu_distributed)
-from mmadapter.cli.runner_setup import load_config
-from mmadapter.apis.toolboxes import (UnsupportedToolboxError, enable_tta,
-                                      toolbox_of)
+from mmadapter.engine.dist import (
+    CPUDistributedDataParallel,
+    launcher_env,
+    setup_cpu_distributed,
+)
 
 DET_CONFIG = osp.join(REPO, 'configs', 'mona', 'retinanet_swin_l_voc.py')
 SEG_CONFIG = osp.join(REPO, 'configs', 'mona', 'upernet_swin_l_ade20k.py')

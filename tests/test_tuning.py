@@ -94,8 +94,8 @@ def test_partial_n_counts_blocks_across_stages():
 
 
 def test_parameter_report_table_for_a_detector():
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
     detector = MODELS.build(dict(
         type='RetinaNet',

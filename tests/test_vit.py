@@ -8,12 +8,18 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import (PAPER_METHODS, TINY_VIT, assert_outputs_equal, images,
-                      stock_tiny_vit, tiny_vit)
+from conftest import (
+    PAPER_METHODS,
+    TINY_VIT,
+    assert_outputs_equal,
+    images,
+    stock_tiny_vit,
+    tiny_vit,
+)
 from mmadapter.adapters import AdapterConfigError, MonaModule
 from mmadapter.backbones import AdaptedViTLayer, AdapterViT
-from mmadapter.backbones.vit import CheckpointedViTLayer
 from mmadapter.backbones.pretrained import CheckpointMismatchError
+from mmadapter.backbones.vit import CheckpointedViTLayer
 
 TINY_ARCH = TINY_VIT['arch']
 CONFIGS = sorted(glob.glob(osp.join(osp.dirname(__file__), '..', 'configs',
@@ -505,8 +511,8 @@ def test_config_builds_and_trains_one_iteration(path):
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
 
-    from mmadapter.engine.amp import fit_amp_to_device
     from mmadapter.cli.build import build_model_without_weights
+    from mmadapter.engine.amp import fit_amp_to_device
 
     cfg = Config.fromfile(path)
     backbone = cfg.model.backbone

@@ -1,6 +1,13 @@
 from .adaptformer import AdaptFormer
-from .base import (LINEAR_TARGETS, SITES, AdapterConfigError, AdapterModule,
-                   AdapterSpec, build_adapter, known_adapters)
+from .base import (
+                   LINEAR_TARGETS,
+                   SITES,
+                   AdapterConfigError,
+                   AdapterModule,
+                   AdapterSpec,
+                   build_adapter,
+                   known_adapters,
+)
 from .bottleneck import BottleneckAdapter
 from .houlsby import Houlsby
 from .lora import LoRA, LoRALinear, LowRankDelta

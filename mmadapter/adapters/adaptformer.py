@@ -3,9 +3,17 @@ parallel with the MLP, fed by the post-attention residual stream."""
 from typing import Dict
 
 from mmadapter.registry import ADAPTERS
-from .base import (AdapterConfigError, AdapterModule, AdapterSpec,
-                   build_activation, check_choice, check_float, check_impl,
-                   check_int, with_impl)
+from .base import (
+    AdapterConfigError,
+    AdapterModule,
+    AdapterSpec,
+    build_activation,
+    check_choice,
+    check_float,
+    check_impl,
+    check_int,
+    with_impl,
+)
 from .bottleneck import BOTTLENECK_INITS, BottleneckAdapter
 
 

@@ -3,9 +3,17 @@ own skip on the attention and MLP branch outputs, before the residual add."""
 from typing import Dict, Sequence
 
 from mmadapter.registry import ADAPTERS
-from .base import (AdapterModule, AdapterSpec, build_activation, check_choice,
-                   check_float, check_impl, check_int, check_sites,
-                   with_impl)
+from .base import (
+    AdapterModule,
+    AdapterSpec,
+    build_activation,
+    check_choice,
+    check_float,
+    check_impl,
+    check_int,
+    check_sites,
+    with_impl,
+)
 from .bottleneck import BOTTLENECK_INITS, BottleneckAdapter
 
 

@@ -16,8 +16,15 @@ import torch.nn.functional as F
 from mmadapter.ops import FastPaths
 from mmadapter.ops.lora import lora_fused
 from mmadapter.registry import ADAPTERS
-from .base import (LINEAR_TARGETS, AdapterConfigError, AdapterModule,
-                   AdapterSpec, check_float, check_impl, check_int)
+from .base import (
+    LINEAR_TARGETS,
+    AdapterConfigError,
+    AdapterModule,
+    AdapterSpec,
+    check_float,
+    check_impl,
+    check_int,
+)
 
 
 class LowRankDelta(AdapterModule):

@@ -10,8 +10,16 @@ import torch.nn as nn
 
 from mmadapter.ops.lorand import lorand_fused
 from mmadapter.registry import ADAPTERS
-from .base import (AdapterModule, AdapterSpec, build_activation, check_float,
-                   check_impl, check_int, check_sites, with_impl)
+from .base import (
+    AdapterModule,
+    AdapterSpec,
+    build_activation,
+    check_float,
+    check_impl,
+    check_int,
+    check_sites,
+    with_impl,
+)
 
 
 class MultiBranchLowRank(nn.Module):

@@ -15,9 +15,17 @@ from mmengine.model.weight_init import trunc_normal_
 
 from mmadapter.ops.mona import mona_fused
 from mmadapter.registry import ADAPTERS
-from .base import (AdapterConfigError, AdapterModule, AdapterSpec,
-                   build_activation, check_float, check_impl, check_int,
-                   check_sites, with_impl)
+from .base import (
+    AdapterConfigError,
+    AdapterModule,
+    AdapterSpec,
+    build_activation,
+    check_float,
+    check_impl,
+    check_int,
+    check_sites,
+    with_impl,
+)
 
 
 class MonaOp(nn.Module):

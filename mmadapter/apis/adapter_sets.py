@@ -8,7 +8,8 @@ becomes a named set of any backbone that holds the same base weights::
     load_adapter_set(backbone, 'voc', task)   # checked, then added
     backbone.activate_adapter_set('voc')
 
-A shared set (safetensors + JSON, :mod:`mmadapter.checkpoint.adapter_set_files`;
+A shared set (safetensors + JSON,
+:mod:`mmadapter.checkpoint.adapter_set_files`;
 tools/model_converters/adapter2safetensors.py writes it) is read the same
 way, by either file of the pair.
 
@@ -27,12 +28,20 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from mmadapter.adapters.base import build_adapter
-from mmadapter.backbones.base import (AdapterBackboneMixin, AdapterSet,
-                                      architecture_of)
-from mmadapter.checkpoint import (BaseCheckpointWarning, adapter_info,
-                                  checkpoint_config, file_sha256,
-                                  is_adapter_checkpoint, local_file,
-                                  read_adapter_file)
+from mmadapter.backbones.base import (
+    AdapterBackboneMixin,
+    AdapterSet,
+    architecture_of,
+)
+from mmadapter.checkpoint import (
+    BaseCheckpointWarning,
+    adapter_info,
+    checkpoint_config,
+    file_sha256,
+    is_adapter_checkpoint,
+    local_file,
+    read_adapter_file,
+)
 from mmadapter.insertion import AdapterSetError
 from mmadapter.tuning import normalize_policy
 

@@ -27,8 +27,11 @@ from mmengine.registry import MODELS
 
 from mmadapter.checkpoint import load_adapter_checkpoint
 from mmadapter.insertion import AdapterSetError
-from .adapter_sets import (TaskCheckpoint, load_adapter_set,
-                           read_task_checkpoint)
+from .adapter_sets import (
+    TaskCheckpoint,
+    load_adapter_set,
+    read_task_checkpoint,
+)
 from .toolboxes import Toolbox, toolbox_of
 
 ImageArg = Union[str, object, List]

@@ -27,12 +27,23 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
-from mmadapter.adapters.base import (AdapterSpec, build_adapter, check_impl,
-                                     set_adapter_impl)
-from mmadapter.insertion import (AdaptedBlockMixin, AdapterSet,
-                                 AdapterSetError, adapter_parameter_names,
-                                 build_block_adapters, install_block_adapters,
-                                 merge_lora, prepare_block, reset_adapters)
+from mmadapter.adapters.base import (
+    AdapterSpec,
+    build_adapter,
+    check_impl,
+    set_adapter_impl,
+)
+from mmadapter.insertion import (
+    AdaptedBlockMixin,
+    AdapterSet,
+    AdapterSetError,
+    adapter_parameter_names,
+    build_block_adapters,
+    install_block_adapters,
+    merge_lora,
+    prepare_block,
+    reset_adapters,
+)
 from mmadapter.tuning import apply_policy, normalize_policy
 from .pretrained import LoadReport, load_pretrained
 

@@ -118,7 +118,8 @@ def strip_prefixes(state_dict: StateDict,
 
 
 def load_pretrained(model: nn.Module, path: str,
-                    convert: Optional[Callable[[Dict, nn.Module], Dict]] = None,
+                    convert: Optional[
+                        Callable[[Dict, nn.Module], Dict]] = None,
                     adapter_keys=(), derived_keys=(),
                     logger=None) -> LoadReport:
     """Load ``path`` into ``model`` (a backbone) non-strictly and report.

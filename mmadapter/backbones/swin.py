@@ -5,9 +5,12 @@ from collections import OrderedDict
 from typing import Dict
 
 import torch.nn.functional as F
+from mmdet.models.backbones.swin import (
+    SwinBlock,
+    SwinTransformer,
+    swin_converter,
+)
 from mmengine.utils import to_2tuple
-from mmdet.models.backbones.swin import (SwinBlock, SwinTransformer,
-                                         swin_converter)
 
 from mmadapter.insertion import AdaptedBlockMixin
 from mmadapter.registry import MODELS

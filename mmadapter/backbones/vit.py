@@ -9,7 +9,9 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.transformer import FFN
 from mmengine.logging import print_log
 from mmpretrain.models.backbones.vision_transformer import (
-    TransformerEncoderLayer, VisionTransformer)
+    TransformerEncoderLayer,
+    VisionTransformer,
+)
 from mmpretrain.models.utils import resize_pos_embed
 
 from mmadapter.adapters.base import AdapterConfigError

@@ -32,30 +32,70 @@ given, checked before it starts).
 
 Every read is weights-only (:mod:`mmadapter.safe_load`, re-exported here).
 """
-from mmadapter.safe_load import (ALLOWED_TYPES, TRUST_KEY, TRUST_OPTION,
-                                 UnsafeCheckpointError, add_trust_option,
-                                 checkpoint_safety, load_checkpoint,
-                                 load_file, script_loads)
-from .records import (ADAPTER_META_KEY, AdapterCheckpointError,
-                      BaseCheckpointWarning, BaseOverride, FORMAT_VERSION,
-                      adapter_info, adapter_record, adapter_state_dict,
-                      adapter_state_keys, backbone_prefixes, base_record,
-                      base_records_from_init_cfg, config_text, file_sha256,
-                      is_adapter_checkpoint, local_file, pretrained_path,
-                      read_checkpoint_file, with_metadata, write_checkpoint)
-from .base_weights import (base_backbone_keys, check_base_hash,
-                           frozen_keys_not_in_base, read_base_backbone,
-                           resolve_base_path)
-from .saving import (reduce_checkpoint, save_adapter_checkpoint)
-from .adapter_set_files import (adapter_set_checkpoint,
-                                is_adapter_set_file, read_adapter_file,
-                                read_set_description, save_adapter_set)
-from .loading import (ExpansionReport, base_backbone_state, checkpoint_config,
-                      expand_adapter_checkpoint, load_adapter_checkpoint,
-                      load_checkpoint_dict, verify_frozen_backbone)
-from .merging import (extract_adapter_checkpoint, fold_lora,
-                      merge_adapter_checkpoint, stock_backbone_type,
-                      strip_adapter_record)
+from mmadapter.safe_load import (
+                                 ALLOWED_TYPES,
+                                 TRUST_KEY,
+                                 TRUST_OPTION,
+                                 UnsafeCheckpointError,
+                                 add_trust_option,
+                                 checkpoint_safety,
+                                 load_checkpoint,
+                                 load_file,
+                                 script_loads,
+)
+from .adapter_set_files import (
+                                 adapter_set_checkpoint,
+                                 is_adapter_set_file,
+                                 read_adapter_file,
+                                 read_set_description,
+                                 save_adapter_set,
+)
+from .base_weights import (
+                                 base_backbone_keys,
+                                 check_base_hash,
+                                 frozen_keys_not_in_base,
+                                 read_base_backbone,
+                                 resolve_base_path,
+)
+from .loading import (
+                                 ExpansionReport,
+                                 base_backbone_state,
+                                 checkpoint_config,
+                                 expand_adapter_checkpoint,
+                                 load_adapter_checkpoint,
+                                 load_checkpoint_dict,
+                                 verify_frozen_backbone,
+)
+from .merging import (
+                                 extract_adapter_checkpoint,
+                                 fold_lora,
+                                 merge_adapter_checkpoint,
+                                 stock_backbone_type,
+                                 strip_adapter_record,
+)
+from .records import (
+                                 ADAPTER_META_KEY,
+                                 FORMAT_VERSION,
+                                 AdapterCheckpointError,
+                                 BaseCheckpointWarning,
+                                 BaseOverride,
+                                 adapter_info,
+                                 adapter_record,
+                                 adapter_state_dict,
+                                 adapter_state_keys,
+                                 backbone_prefixes,
+                                 base_record,
+                                 base_records_from_init_cfg,
+                                 config_text,
+                                 file_sha256,
+                                 is_adapter_checkpoint,
+                                 local_file,
+                                 pretrained_path,
+                                 read_checkpoint_file,
+                                 with_metadata,
+                                 write_checkpoint,
+)
+from .saving import reduce_checkpoint, save_adapter_checkpoint
 
 __all__ = [
     'adapter_set_checkpoint', 'is_adapter_set_file', 'read_adapter_file',

@@ -20,9 +20,14 @@ from typing import Optional, Tuple
 
 from mmadapter.version import __version__
 from .config_text import config_dict_from_text
-from .records import (ADAPTER_META_KEY, AdapterCheckpointError,
-                      FORMAT_VERSION, adapter_info, file_sha256,
-                      read_checkpoint_file)
+from .records import (
+    ADAPTER_META_KEY,
+    FORMAT_VERSION,
+    AdapterCheckpointError,
+    adapter_info,
+    file_sha256,
+    read_checkpoint_file,
+)
 
 #: ``format`` of the JSON file.
 SET_FORMAT = 'mmadapter-adapter-set'

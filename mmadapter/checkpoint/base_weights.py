@@ -11,8 +11,12 @@ import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
 from mmadapter.backbones.pretrained import read_checkpoint, strip_prefixes
-from .records import (BaseCheckpointWarning, file_sha256, local_file,
-                      pretrained_path)
+from .records import (
+    BaseCheckpointWarning,
+    file_sha256,
+    local_file,
+    pretrained_path,
+)
 
 
 def resolve_base_path(record: dict, backbone: nn.Module,

@@ -20,10 +20,10 @@ from mmengine.logging import print_log
 
 from mmadapter.backbones.base import architecture_of
 from mmadapter.registry import MODELS
+from mmadapter.safe_load import UnsafeCheckpointError, load_file
 from .config_text import config_from_text
 from .model_record import check_model_record
 from .records import adapter_info, file_sha256, local_file, pretrained_path
-from mmadapter.safe_load import UnsafeCheckpointError, load_file
 
 # besides the architecture, what decides the adapters' tensors
 METHOD_KEYS = ('type', 'adapter', 'tuning')

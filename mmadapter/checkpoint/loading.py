@@ -9,16 +9,28 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
-from mmadapter.backbones.pretrained import (CheckpointMismatchError,
-                                            strip_prefix)
+from mmadapter.backbones.pretrained import (
+    CheckpointMismatchError,
+    strip_prefix,
+)
 from mmadapter.version import __version__
 from .adapter_set_files import read_adapter_file
+from .base_weights import (
+    check_base_hash,
+    frozen_keys_not_in_base,
+    read_base_backbone,
+    resolve_base_path,
+)
 from .config_text import config_from_text
-from .base_weights import (check_base_hash, frozen_keys_not_in_base,
-                           read_base_backbone, resolve_base_path)
-from .records import (AdapterCheckpointError, BaseOverride, FORMAT_VERSION,
-                      adapter_info, adapter_state_keys, backbone_prefixes,
-                      with_metadata)
+from .records import (
+    FORMAT_VERSION,
+    AdapterCheckpointError,
+    BaseOverride,
+    adapter_info,
+    adapter_state_keys,
+    backbone_prefixes,
+    with_metadata,
+)
 
 
 @dataclass

@@ -11,10 +11,15 @@ from mmadapter.adapters import AdapterModule, LowRankDelta
 from mmadapter.backbones.base import AdapterBackboneMixin
 from mmadapter.backbones.pretrained import strip_prefix
 from .loading import expand_adapter_checkpoint, verify_frozen_backbone
-from .records import (ADAPTER_META_KEY, AdapterCheckpointError,
-                      backbone_prefixes, base_record,
-                      base_records_from_init_cfg, is_adapter_checkpoint,
-                      with_metadata)
+from .records import (
+    ADAPTER_META_KEY,
+    AdapterCheckpointError,
+    backbone_prefixes,
+    base_record,
+    base_records_from_init_cfg,
+    is_adapter_checkpoint,
+    with_metadata,
+)
 from .saving import reduce_checkpoint
 
 

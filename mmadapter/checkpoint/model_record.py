@@ -29,8 +29,8 @@ class ModelConfigMismatchError(ValueError):
 def _plain(value):
     """JSON-like plain data: dicts with sorted keys, lists for tuples."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items(),
-                                                     key=lambda kv: str(kv[0]))}
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return {str(k): _plain(v) for k, v in items}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):

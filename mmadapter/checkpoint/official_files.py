@@ -24,10 +24,17 @@ from typing import Dict, List, Tuple
 import torch.nn as nn
 from mmdet.models.backbones.swin import swin_converter
 
-from mmadapter.backbones.pretrained import (ConversionError, StateDict,
-                                            split_backbone, unwrap_state_dict)
-from mmadapter.backbones.swin import (has_official_mona, is_official_swin,
-                                      rename_official_mona_key)
+from mmadapter.backbones.pretrained import (
+    ConversionError,
+    StateDict,
+    split_backbone,
+    unwrap_state_dict,
+)
+from mmadapter.backbones.swin import (
+    has_official_mona,
+    is_official_swin,
+    rename_official_mona_key,
+)
 
 _SWIN_V2_MARKERS = ('logit_scale', 'cpb_mlp', 'relative_coords_table')
 

@@ -12,8 +12,8 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from mmadapter.backbones.base import AdapterBackboneMixin
-from mmadapter.version import __version__
 from mmadapter.safe_load import load_checkpoint
+from mmadapter.version import __version__
 
 #: Key of the adapter-checkpoint record in ``checkpoint['meta']``.
 ADAPTER_META_KEY = 'adapter_checkpoint'

@@ -5,9 +5,15 @@ from typing import Dict, Optional
 import torch.nn as nn
 
 from .base_weights import frozen_keys_not_in_base
-from .records import (ADAPTER_META_KEY, AdapterCheckpointError, adapter_record,
-                      adapter_state_keys, base_records_from_init_cfg,
-                      with_metadata, write_checkpoint)
+from .records import (
+    ADAPTER_META_KEY,
+    AdapterCheckpointError,
+    adapter_record,
+    adapter_state_keys,
+    base_records_from_init_cfg,
+    with_metadata,
+    write_checkpoint,
+)
 
 
 def reduce_checkpoint(checkpoint: dict, model: nn.Module, config=None,

@@ -17,8 +17,12 @@ from typing import List, Sequence
 from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
 
-from mmadapter.datasets.checks import (DataError, explain_empty,
-                                       missing_files, truncated_image)
+from mmadapter.datasets.checks import (
+    DataError,
+    explain_empty,
+    missing_files,
+    truncated_image,
+)
 from mmadapter.datasets.config_entries import config_datasets
 
 BOX_TOLERANCE = 1.0  # pixels (VOC's 1-based corners)

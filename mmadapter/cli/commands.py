@@ -13,23 +13,35 @@ import torch
 from mmengine.config import Config, DictAction
 
 from mmadapter.apis.toolboxes import enable_tta, toolbox_of
-from mmadapter.safe_load import (TRUST_KEY, UnsafeCheckpointError,
-                                            add_trust_option,
-                                            checkpoint_safety)
-from mmadapter.datasets.checks import (SKIP_ENV, DataError,
-                                       check_annotation_files, dataset_checks)
+from mmadapter.datasets.checks import (
+    SKIP_ENV,
+    DataError,
+    check_annotation_files,
+    dataset_checks,
+)
 from mmadapter.datasets.layouts import layout_mismatches
 from mmadapter.datasets.paths import DatasetNotFoundError, check_dataset_paths
 from mmadapter.engine.amp import enable_amp
 from mmadapter.engine.atomic_checkpoint import CheckpointWriteError
 from mmadapter.engine.dist import end_distributed_run
 from mmadapter.engine.rank_watchdog import LostRankError, watch_ranks
+from mmadapter.safe_load import (
+    TRUST_KEY,
+    UnsafeCheckpointError,
+    add_trust_option,
+    checkpoint_safety,
+)
 from .check_data import check_data
 from .cuda_env import CudaEnvError, check_gpu_run
 from .input_checks import check_run_checkpoints, check_test_checkpoint
 from .preflight import check_backbone_config
-from .runner_setup import (build_runner, enable_auto_scale_lr, load_config,
-                           set_resume, set_work_dir)
+from .runner_setup import (
+    build_runner,
+    enable_auto_scale_lr,
+    load_config,
+    set_resume,
+    set_work_dir,
+)
 
 # Mistakes in the command or the config found before the Runner is built
 # (DatasetNotFoundError is a FileNotFoundError, UnsupportedToolboxError a

@@ -78,18 +78,19 @@ def unusable_gpu_reason() -> Optional[str]:
     if torch.cuda.is_available() or not gpus_present():
         return None
     if torch.version.cuda is None:
-        return (f'this machine has NVIDIA GPUs, but torch {torch.__version__} '
-                'is a CPU-only build. Install a CUDA build of torch (e.g. '
-                "'pip install torch==2.14.1' on Linux x86_64 brings CUDA 13.0) "
-                'or hide the GPUs on purpose with CUDA_VISIBLE_DEVICES= for a '
-                'CPU run.')
+        return (f'this machine has NVIDIA GPUs, but torch '
+                f'{torch.__version__} is a CPU-only build. Install a CUDA '
+                "build of torch (e.g. 'pip install torch==2.14.1' on Linux "
+                'x86_64 brings CUDA 13.0) or hide the GPUs on purpose with '
+                'CUDA_VISIBLE_DEVICES= for a CPU run.')
     cuda_major = int(torch.version.cuda.split('.')[0])
     driver = driver_version()
     needed = MIN_DRIVER.get(cuda_major)
     if driver and needed and _version_tuple(driver) < _version_tuple(needed):
-        return (f'this machine has NVIDIA GPUs with driver {driver}, but torch '
-                f'{torch.__version__} is built for CUDA {torch.version.cuda}, '
-                f'which needs driver >= {needed}. Update the NVIDIA driver, or '
+        return (f'this machine has NVIDIA GPUs with driver {driver}, but '
+                f'torch {torch.__version__} is built for CUDA '
+                f'{torch.version.cuda}, which needs driver >= {needed}. '
+                'Update the NVIDIA driver, or '
                 'install a torch built for an older CUDA that this driver '
                 'supports; hide the GPUs with CUDA_VISIBLE_DEVICES= for a CPU '
                 'run.')
@@ -157,13 +158,15 @@ def check_nvcc_matches_torch(home: str) -> str:
     if torch.version.cuda is None:
         raise CudaEnvError(
             f'CUDA ops were asked for (FORCE_CUDA=1), but torch '
-            f'{torch.__version__} is a CPU-only build. Install a CUDA build of '
-            "torch first (e.g. 'pip install torch==2.14.1' on Linux x86_64).")
+            f'{torch.__version__} is a CPU-only build. Install a CUDA build '
+            "of torch first (e.g. 'pip install torch==2.14.1' on Linux "
+            'x86_64).')
     nvcc = nvcc_version(home)
     if nvcc.split('.')[0] != torch.version.cuda.split('.')[0]:
         raise CudaEnvError(
             f'nvcc {nvcc} ({home}) cannot build extensions for torch '
-            f'{torch.__version__}, which is built for CUDA {torch.version.cuda}. '
+            f'{torch.__version__}, which is built for CUDA '
+            f'{torch.version.cuda}. '
             f'Install a CUDA {torch.version.cuda.split(".")[0]}.x toolkit and '
             'set CUDA_HOME to it (or put its bin/ first on PATH), or install '
             f'the torch build for CUDA {nvcc}.')

@@ -7,9 +7,11 @@ from typing import List, Optional
 
 from mmengine.config import Config
 
-from mmadapter.checkpoint.checks import (CheckpointFileError,
-                                         check_checkpoint_file,
-                                         check_run_checkpoint)
+from mmadapter.checkpoint.checks import (
+    CheckpointFileError,
+    check_checkpoint_file,
+    check_run_checkpoint,
+)
 
 
 def latest_checkpoint(work_dir: str) -> Optional[str]:

@@ -10,7 +10,9 @@ from mmengine.runner import Runner
 from mmadapter.datasets.paths import retarget_data_root
 from mmadapter.engine.amp import fit_amp_to_device
 from mmadapter.engine.checkpoint_hook import (
-    enable_adapter_checkpoint_loading, use_atomic_checkpoints)
+    enable_adapter_checkpoint_loading,
+    use_atomic_checkpoints,
+)
 from mmadapter.engine.dist import setup_cpu_distributed
 from mmadapter.engine.model_record_hook import record_model_config
 from .config_checks import warn_unknown_options

@@ -11,8 +11,12 @@ from typing import List, Sequence
 
 from mmengine.config import Config
 
-from .config_entries import (EVALUATORS, LOADERS, config_datasets,
-                             evaluator_metrics)
+from .config_entries import (
+    EVALUATORS,
+    LOADERS,
+    config_datasets,
+    evaluator_metrics,
+)
 from .layouts import implicit_files
 
 DATA_DOCS = ('README.md, section "Data preparation" (or generate a small '

@@ -26,12 +26,16 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from mmadapter.checkpoint import (adapter_info, backbone_prefixes,
-                                  base_record, base_records_from_init_cfg,
-                                  expand_adapter_checkpoint, reduce_checkpoint,
-                                  verify_frozen_backbone)
+from mmadapter.checkpoint import (
+    adapter_info,
+    backbone_prefixes,
+    base_record,
+    base_records_from_init_cfg,
+    expand_adapter_checkpoint,
+    reduce_checkpoint,
+    verify_frozen_backbone,
+)
 from mmadapter.registry import HOOKS
-
 from .atomic_checkpoint import AtomicCheckpointHook
 
 

@@ -15,8 +15,8 @@ from contextlib import ExitStack
 
 from mmengine.hooks import Hook
 
-from mmadapter.safe_load import TRUST_KEY, checkpoint_safety
 from mmadapter.registry import HOOKS
+from mmadapter.safe_load import TRUST_KEY, checkpoint_safety
 
 
 @HOOKS.register_module()

@@ -10,10 +10,11 @@ first hook event, and end with the run (``after_run``).
 """
 from mmengine.hooks import Hook
 
+from mmadapter.datasets.checks import (
+    disable_dataset_checks,
+    enable_dataset_checks,
+)
 from mmadapter.registry import HOOKS
-
-from mmadapter.datasets.checks import (disable_dataset_checks,
-                                       enable_dataset_checks)
 
 
 @HOOKS.register_module()

@@ -8,7 +8,6 @@ from mmengine.model import is_model_wrapper
 
 from mmadapter.parameter_report import parameter_report
 from mmadapter.registry import HOOKS
-
 from .resume import SkipAheadIterator, random_states, set_random_states
 
 

@@ -10,8 +10,9 @@ the model at the top) and otherwise behaves as mmpretrain's.
 """
 from functools import partial
 
-from mmpretrain.engine.optimizers import \
-    LearningRateDecayOptimWrapperConstructor
+from mmpretrain.engine.optimizers import (
+    LearningRateDecayOptimWrapperConstructor,
+)
 
 from mmadapter.registry import OPTIM_WRAPPER_CONSTRUCTORS
 

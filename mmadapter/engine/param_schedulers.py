@@ -19,7 +19,10 @@ import math
 
 from mmengine.optim.scheduler.lr_scheduler import LRSchedulerMixin
 from mmengine.optim.scheduler.param_scheduler import (
-    INF, CosineAnnealingParamScheduler, _ParamScheduler)
+    INF,
+    CosineAnnealingParamScheduler,
+    _ParamScheduler,
+)
 
 from mmadapter.registry import PARAM_SCHEDULERS
 

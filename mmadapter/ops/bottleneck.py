@@ -16,8 +16,13 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .activations import activation_pair
-from .dropout import (apply_dropout, dropout_mask, dropout_multiplier,
-                      pack_mask, unpack_mask)
+from .dropout import (
+    apply_dropout,
+    dropout_mask,
+    dropout_multiplier,
+    pack_mask,
+    unpack_mask,
+)
 from .precision import add_residual, compute_dtype, flat
 
 

@@ -42,11 +42,19 @@ from torch.autograd.function import once_differentiable
 
 from .activations import activation_pair
 from .depthwise import depthwise_weight_grad
-from .dropout import (apply_dropout, dropout_mask, dropout_multiplier,
-                      pack_mask, unpack_mask)
+from .dropout import (
+    apply_dropout,
+    dropout_mask,
+    dropout_multiplier,
+    pack_mask,
+    unpack_mask,
+)
 from .precision import add_residual, compute_dtype, flat
-from .scaled_filter import (FilterInputs, filtered_projection_grads,
-                            scaled_filter)
+from .scaled_filter import (
+    FilterInputs,
+    filtered_projection_grads,
+    scaled_filter,
+)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import argparse
 
 from mmengine.config import Config, DictAction
 
-from mmadapter.parameter_report import parameter_report
 from mmadapter.cli.build import build_model_without_weights
+from mmadapter.parameter_report import parameter_report
 
 
 def parse_args():

@@ -50,10 +50,12 @@ sys.path.insert(0, REPO)  # run from a clone: use this checkout's package
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
-from mmadapter.datasets.config_entries import (  # noqa: E402
-    LOADERS, config_datasets)
-from mmadapter.engine.amp import (cpu_has_bfloat16_kernels,  # noqa: E402
-                                  float32_optim_wrapper, is_amp)
+from mmadapter.datasets.config_entries import LOADERS, config_datasets  # noqa: E402
+from mmadapter.engine.amp import (  # noqa: E402
+    cpu_has_bfloat16_kernels,
+    float32_optim_wrapper,
+    is_amp,
+)
 
 #: dataset class -> (generator, image size W x H of the real dataset)
 DATASETS = {

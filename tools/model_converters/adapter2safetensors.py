@@ -15,8 +15,12 @@ nothing.
 import argparse
 
 import mmadapter  # noqa: F401  (registries)
-from mmadapter.checkpoint import (add_trust_option, read_checkpoint_file,
-                                  save_adapter_set, script_loads)
+from mmadapter.checkpoint import (
+    add_trust_option,
+    read_checkpoint_file,
+    save_adapter_set,
+    script_loads,
+)
 
 
 def main():

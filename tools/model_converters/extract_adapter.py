@@ -14,10 +14,14 @@ import argparse
 import os.path as osp
 
 import mmadapter  # noqa: F401  (registries)
-from mmadapter.checkpoint import (add_trust_option, checkpoint_config,
-                                  extract_adapter_checkpoint,
-                                  read_checkpoint_file, script_loads,
-                                  write_checkpoint)
+from mmadapter.checkpoint import (
+    add_trust_option,
+    checkpoint_config,
+    extract_adapter_checkpoint,
+    read_checkpoint_file,
+    script_loads,
+    write_checkpoint,
+)
 from mmadapter.cli.build import build_model_without_weights
 
 

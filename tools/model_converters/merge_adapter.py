@@ -12,10 +12,14 @@ extract_adapter.py). The model is built from the config SRC records (or
 import argparse
 
 import mmadapter  # noqa: F401  (registries)
-from mmadapter.checkpoint import (add_trust_option, checkpoint_config,
-                                  merge_adapter_checkpoint,
-                                  read_checkpoint_file, script_loads,
-                                  write_checkpoint)
+from mmadapter.checkpoint import (
+    add_trust_option,
+    checkpoint_config,
+    merge_adapter_checkpoint,
+    read_checkpoint_file,
+    script_loads,
+    write_checkpoint,
+)
 from mmadapter.cli.build import build_model_without_weights
 
 

@@ -13,10 +13,16 @@ of the LoRA model.
 import argparse
 
 import mmadapter  # noqa: F401  (registries)
-from mmadapter.checkpoint import (add_trust_option, checkpoint_config,
-                                  fold_lora, load_checkpoint_dict,
-                                  read_checkpoint_file, script_loads,
-                                  strip_adapter_record, write_checkpoint)
+from mmadapter.checkpoint import (
+    add_trust_option,
+    checkpoint_config,
+    fold_lora,
+    load_checkpoint_dict,
+    read_checkpoint_file,
+    script_loads,
+    strip_adapter_record,
+    write_checkpoint,
+)
 from mmadapter.cli.build import build_model_without_weights
 
 

@@ -15,11 +15,17 @@ import argparse
 import sys
 
 import mmadapter  # noqa: F401  (registries)
-from mmadapter.checkpoint import (add_trust_option, read_checkpoint_file,
-                                  script_loads, write_checkpoint)
-from mmadapter.checkpoint.official_files import (check_against_model,
-                                                 convert_official_mona,
-                                                 upgrade_meta)
+from mmadapter.checkpoint import (
+    add_trust_option,
+    read_checkpoint_file,
+    script_loads,
+    write_checkpoint,
+)
+from mmadapter.checkpoint.official_files import (
+    check_against_model,
+    convert_official_mona,
+    upgrade_meta,
+)
 
 
 def main():

@@ -12,8 +12,12 @@ also reads SRC directly; this tool makes a file stock tools accept.
 import argparse
 
 import mmadapter  # noqa: F401  (registries)
-from mmadapter.checkpoint import (add_trust_option, read_checkpoint_file,
-                                  script_loads, write_checkpoint)
+from mmadapter.checkpoint import (
+    add_trust_option,
+    read_checkpoint_file,
+    script_loads,
+    write_checkpoint,
+)
 from mmadapter.checkpoint.official_files import convert_official_swin
 
 

@@ -3,8 +3,17 @@ segmentation and classification sets the configs train on (see
 tools/misc/make_toy_data.py for the command line)."""
 from .classification import PET_BREEDS, make_flowers102, make_pets
 from .detection import COCO_CLASSES, VOC_CLASSES, make_coco, make_voc
-from .scenes import (FORM_HUES, FORMS, MARKER, MIN_BOX, Shape, draw_scene,
-                     parse_img_size, prepare_root, split_rng)
+from .scenes import (
+                     FORM_HUES,
+                     FORMS,
+                     MARKER,
+                     MIN_BOX,
+                     Shape,
+                     draw_scene,
+                     parse_img_size,
+                     prepare_root,
+                     split_rng,
+)
 from .segmentation import ADE_CLASSES, make_ade20k
 
 #: --dataset name -> writer

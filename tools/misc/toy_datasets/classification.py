@@ -8,8 +8,14 @@ from typing import List
 
 import numpy as np
 
-from .scenes import (FORMS, ImgSize, draw_scene, parse_img_size,
-                     prepare_root, split_rng)
+from .scenes import (
+    FORMS,
+    ImgSize,
+    draw_scene,
+    parse_img_size,
+    prepare_root,
+    split_rng,
+)
 
 # The first Oxford-IIIT Pet breeds (mmpretrain's class order): name, species
 # (1 cat, 2 dog), breed id within the species.

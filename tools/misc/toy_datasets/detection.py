@@ -6,8 +6,7 @@ import os.path as osp
 from typing import Dict, Sequence
 from xml.etree import ElementTree as ET
 
-from .scenes import (FORMS, ImgSize, Shape, prepare_root, scenes,
-                     split_rng)
+from .scenes import FORMS, ImgSize, Shape, prepare_root, scenes, split_rng
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat')  # circle..cross
 COCO_CLASSES = ('circle', 'square', 'triangle')
