@@ -73,3 +73,31 @@ def test_validation_does_not_draw_from_the_training_states():
     np.random.rand()
     hook.after_val(runner)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_resumed_run_without_a_fixed_seed_takes_the_checkpoints(tmp_path):
+    """mmengine builds the sampler (which draws its shuffling seed) before
+    it resumes: without the interrupted run's seed, a resumed run of a
+    config with no fixed seed would go on with another data order."""
+    from mmengine.config import Config
+
+    from mmadapter.cli.runner_setup import keep_resumed_seed
+    path = str(tmp_path / 'iter_2.pth')
+    torch.save(dict(meta=dict(seed=1234, iter=2), state_dict={}), path)
+    cfg = Config(dict(resume=True, load_from=path, work_dir=str(tmp_path)))
+    keep_resumed_seed(cfg)
+    assert cfg.randomness.seed == 1234
+    # --resume alone: the work directory's last checkpoint
+    (tmp_path / 'last_checkpoint').write_text(path)
+    cfg = Config(dict(resume=True, load_from=None, work_dir=str(tmp_path),
+                      randomness=dict(deterministic=True)))
+    keep_resumed_seed(cfg)
+    assert cfg.randomness == dict(deterministic=True, seed=1234)
+    # a seed the config fixes, or no resume: left as it is
+    fixed = Config(dict(resume=True, load_from=path, randomness=dict(seed=7),
+                        work_dir=str(tmp_path)))
+    keep_resumed_seed(fixed)
+    assert fixed.randomness.seed == 7
+    fresh = Config(dict(resume=False, load_from=path, work_dir=str(tmp_path)))
+    keep_resumed_seed(fresh)
+    assert 'randomness' not in fresh

@@ -38,6 +38,7 @@ from .preflight import check_backbone_config
 from .runner_setup import (
     build_runner,
     enable_auto_scale_lr,
+    keep_resumed_seed,
     load_config,
     set_resume,
     set_work_dir,
@@ -204,6 +205,7 @@ def prepare_train_config(args: argparse.Namespace) -> Config:
     check_annotation_files(cfg, loaders)
     with checkpoint_safety(cfg.get(TRUST_KEY) or ()):
         check_run_checkpoints(cfg)
+    keep_resumed_seed(cfg, cfg.get(TRUST_KEY) or ())
     return cfg
 
 

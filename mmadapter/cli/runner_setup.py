@@ -4,6 +4,7 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -15,7 +16,9 @@ from mmadapter.engine.checkpoint_hook import (
 )
 from mmadapter.engine.dist import setup_cpu_distributed
 from mmadapter.engine.model_record_hook import record_model_config
+from mmadapter.safe_load import load_file
 from .config_checks import warn_unknown_options
+from .input_checks import latest_checkpoint
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
@@ -95,6 +98,28 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
             raise FileNotFoundError(
                 f'--resume {resume!r}: checkpoint file not found.')
         cfg.load_from = resume
+
+
+def keep_resumed_seed(cfg: Config, trusted=()) -> None:
+    """A resumed run of a config without a fixed seed takes the seed of the
+    run it resumes (recorded in the checkpoint's meta).
+
+    mmengine draws a seed when the config has none, and builds the
+    training dataloader, whose sampler draws its shuffling seed from it,
+    before it resumes: the resumed run would go on with another data order
+    than the interrupted one (its re-seeding from the checkpoint comes too
+    late for the sampler)."""
+    if not cfg.get('resume') or (cfg.get('randomness') or {}).get(
+            'seed') is not None:
+        return
+    path = cfg.get('load_from') or latest_checkpoint(cfg.work_dir)
+    if not path or '://' in path or not osp.isfile(path):
+        return
+    meta = load_file(path, trusted=trusted, mmap=True).get('meta') or {}
+    if meta.get('seed') is not None:
+        cfg.randomness = dict(cfg.get('randomness') or {}, seed=meta['seed'])
+        print_log(f'Resuming {path}: seed {meta["seed"]}, as the run that '
+                  'wrote it (the config fixes none).', logger='current')
 
 
 def build_runner(cfg: Config) -> Runner:
