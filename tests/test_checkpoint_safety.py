@@ -195,8 +195,19 @@ def test_a_trusted_type_is_allowed_by_name_and_stays_weights_only(tmp_path):
         load_file(path, trusted=['nosuchmodule.Thing'])
 
 
+def multitask_tool():
+    """tools/multitask_infer.py as a module (its command line lives there)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'multitask_infer', osp.join(REPO, 'tools', 'multitask_infer.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_every_tool_takes_the_opt_in():
-    from mmadapter.engine import cli, multitask
+    from mmadapter.cli import commands as cli
+    multitask = multitask_tool()
     option = ['--trust-checkpoint-type', 'a.B', '--trust-checkpoint-type',
               'c.D']
     for parser, argv in ((cli.train_parser(), ['c.py']),
@@ -260,7 +271,7 @@ def task_file(tmp_path_factory):
 
 
 def test_multitask_base_and_task_files(hostile, task_file):
-    from mmadapter.engine import multitask
+    multitask = multitask_tool()
     for base, task in ((task_file['base'], hostile['path']),
                        (hostile['path'], task_file['task'])):
         with pytest.raises(SystemExit) as error:

@@ -160,7 +160,7 @@ def test_same_model_other_options_still_resume(mona_run):
 def test_stock_checkpoint_without_a_record_loads_with_a_note(mona_run,
                                                             tmp_path,
                                                             monkeypatch):
-    from mmadapter import checkpoint_checks
+    from mmadapter.checkpoint import checks as checkpoint_checks
     logged = []
     monkeypatch.setattr(checkpoint_checks, 'print_log',
                         lambda msg, **kwargs: logged.append(msg))
