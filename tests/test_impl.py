@@ -14,6 +14,7 @@ from mmadapter.adapters import (
     build_adapter,
 )
 from mmadapter.ops import AUTO, FastPaths, resolve_impl, select
+from test_fused_ops import graph_node_names
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 METHODS = {
@@ -72,25 +73,15 @@ def test_bad_impl_names_the_choices():
         MonaModule(16, bottleneck=8).set_impl(None)
 
 
-def backward_nodes(out):
-    names, stack, seen = set(), [out.grad_fn], set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        names.add(type(node).__name__)
-        stack.extend(n for n, _ in node.next_functions)
-    return names
 
 
 def test_auto_path_is_chosen_by_the_input_device(monkeypatch):
     mona = MonaModule(16, bottleneck=8).train()
     x = torch.randn(1, 12, 16, requires_grad=True)
-    assert 'MonaFunctionBackward' in backward_nodes(mona(x, (3, 4)))
+    assert 'MonaFunctionBackward' in graph_node_names(mona(x, (3, 4)))
     # a CPU table that says plain: the readable forward runs
     monkeypatch.setitem(select.AUTO, 'cpu', ('plain', 'RESULTS_cpu_512.md'))
-    nodes = backward_nodes(mona(x, (3, 4)))
+    nodes = graph_node_names(mona(x, (3, 4)))
     assert 'MonaFunctionBackward' not in nodes
     assert 'ConvolutionBackward0' in nodes
 
@@ -101,7 +92,7 @@ def test_lora_with_dropout_has_no_fused_path():
     layer.set_impl('fused')
     x = torch.randn(2, 8)
     assert layer.path(x) == 'plain'
-    assert 'LoRALinearFunctionBackward' not in backward_nodes(layer(x))
+    assert 'LoRALinearFunctionBackward' not in graph_node_names(layer(x))
 
 
 def test_recompute_on_every_path_gives_the_same_gradients():
