@@ -12,7 +12,6 @@ import logging
 import os.path as osp
 import pickle
 import zipfile
-from types import SimpleNamespace
 from typing import List, Optional
 
 from mmengine.config import Config
@@ -23,7 +22,7 @@ from mmadapter.registry import MODELS
 from mmadapter.safe_load import UnsafeCheckpointError, load_file
 from .config_text import config_from_text
 from .model_record import check_model_record
-from .records import adapter_info, file_sha256, local_file, pretrained_path
+from .records import adapter_info, file_sha256, init_cfg_checkpoint, local_file
 
 # besides the architecture, what decides the adapters' tensors
 METHOD_KEYS = ('type', 'adapter', 'tuning')
@@ -126,8 +125,7 @@ def adapter_checkpoint_problems(path: str, cfg: Config,
         return []
     problems = []
     record = (info.get('bases') or {}).get('backbone')
-    init_cfg = backbone.get('init_cfg')
-    configured = pretrained_path(SimpleNamespace(init_cfg=init_cfg))
+    configured = init_cfg_checkpoint(backbone.get('init_cfg'))
     if record and record.get('sha256') and configured and \
             record.get('source', 'init_cfg') == 'init_cfg':
         base = local_file(configured)

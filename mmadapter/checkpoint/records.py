@@ -71,14 +71,19 @@ def base_record(path: str, source: str) -> dict:
                 source=source)
 
 
-def pretrained_path(backbone: nn.Module) -> Optional[str]:
-    """``init_cfg.checkpoint`` of a backbone with a ``Pretrained`` init."""
-    init_cfg = getattr(backbone, 'init_cfg', None)
+def init_cfg_checkpoint(init_cfg) -> Optional[str]:
+    """The checkpoint of a ``Pretrained`` entry of ``init_cfg`` (a dict or
+    a list of them, as a config or a built module holds it), or None."""
     for cfg in init_cfg if isinstance(init_cfg, list) else [init_cfg]:
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained' \
                 and cfg.get('checkpoint'):
             return str(cfg['checkpoint'])
     return None
+
+
+def pretrained_path(backbone: nn.Module) -> Optional[str]:
+    """``init_cfg.checkpoint`` of a backbone with a ``Pretrained`` init."""
+    return init_cfg_checkpoint(getattr(backbone, 'init_cfg', None))
 
 
 def backbone_prefixes(model: nn.Module) -> List[str]:

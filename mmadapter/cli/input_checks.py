@@ -12,6 +12,7 @@ from mmadapter.checkpoint.checks import (
     check_checkpoint_file,
     check_run_checkpoint,
 )
+from mmadapter.checkpoint.records import init_cfg_checkpoint
 
 
 def latest_checkpoint(work_dir: str) -> Optional[str]:
@@ -39,11 +40,8 @@ def resume_fix(work_dir: str, bad: str) -> str:
 
 def backbone_init_checkpoint(cfg: Config) -> Optional[str]:
     backbone = (cfg.get('model') or {}).get('backbone') or {}
-    init_cfg = backbone.get('init_cfg') if isinstance(backbone, dict) \
-        else None
-    if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-        return init_cfg.get('checkpoint')
-    return None
+    return init_cfg_checkpoint(backbone.get('init_cfg')) \
+        if isinstance(backbone, dict) else None
 
 
 def check_run_checkpoints(cfg: Config) -> None:

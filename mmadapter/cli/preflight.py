@@ -6,6 +6,7 @@ import os.path as osp
 from mmengine.config import Config
 
 from mmadapter.adapters.base import build_adapter
+from mmadapter.checkpoint.records import init_cfg_checkpoint
 from mmadapter.tuning import normalize_policy
 
 
@@ -19,10 +20,9 @@ def check_backbone_config(cfg: Config, check_pretrained: bool = True) -> None:
         return
     adapter = build_adapter(backbone.get('adapter'))
     normalize_policy(backbone.get('tuning'), adapter is not None)
-    init_cfg = backbone.get('init_cfg') or {}
-    path = init_cfg.get('checkpoint') if isinstance(init_cfg, dict) else None
-    if check_pretrained and init_cfg.get('type') == 'Pretrained' and path \
-            and '://' not in path and not osp.isfile(path):
+    path = init_cfg_checkpoint(backbone.get('init_cfg'))
+    if check_pretrained and path and '://' not in path and \
+            not osp.isfile(path):
         raise FileNotFoundError(
             f'Pretrained backbone checkpoint {path!r} does not exist. '
             'Download it as described in the README ("Pretrained weights") '
