@@ -254,3 +254,13 @@ def test_mona_fused_option_names_its_replacement():
                        match="fused=False was replaced by impl: .*"
                        "impl='plain' for fused=False"):
         build_adapter(dict(type='Mona', fused=False))
+
+
+@pytest.mark.slow  # inductor compiles C++ on the CPU
+def test_compiled_path_past_the_recompile_limit_runs_readable(monkeypatch):
+    """mmdet's tools lower dynamo's recompile limit; past it dynamo runs a
+    frame eagerly, which must take the readable branch (it came back to the
+    compiled path without end: RecursionError in the full suite)."""
+    import torch._dynamo
+    monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 1)
+    test_compiled_path_follows_adapter_set_switching()

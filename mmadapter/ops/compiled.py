@@ -31,7 +31,15 @@ def compiled_forward(module: torch.nn.Module, *args):
     if fn is None:
         fn = _COMPILED[cls] = torch.compile(cls.forward, dynamic=True)
     graphs, start = _graph_count(), time.perf_counter()
-    out = fn(module, *args)
+    # the forward takes its readable branch inside: while dynamo traces it,
+    # and also where dynamo runs the frame eagerly instead (a graph it may
+    # not compile again, past torch._dynamo.config's recompile limit), which
+    # would otherwise come back here without end
+    module._readable_only = True
+    try:
+        out = fn(module, *args)
+    finally:
+        module._readable_only = False
     new = _graph_count() - graphs
     if new:
         print_log(
