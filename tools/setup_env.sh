@@ -84,19 +84,12 @@ for arg in "$@"; do
   esac
 done
 
-# requirement_lines FILE : its requirements, following -r includes
+# requirement_lines FILE : its requirements, following -r includes (the
+# reading setup.py's install_requires uses)
 requirement_lines() {
-  "$PY" - "$1" <<'PYEOF'
-import os.path as osp, sys
-def read(path):
-    for line in open(path):
-        line = line.split('#', 1)[0].strip()
-        if line.startswith('-r '):
-            yield from read(osp.join(osp.dirname(path), line[3:].strip()))
-        elif line:
-            yield line
-print('\n'.join(read(sys.argv[1])))
-PYEOF
+  "$PY" -c 'import runpy, sys
+print("\n".join(runpy.run_path(sys.argv[1])["read_requirements"](sys.argv[2])))' \
+    "$REPO/setup.py" "$1"
 }
 
 log "interpreter $PY"
